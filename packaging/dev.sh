@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Developer entry point on a fresh Debian 12 machine (as root):
+#   bash packaging/dev.sh demo   install deps, build, run the two-node demo
+#   bash packaging/dev.sh test   install deps, build, run every test (CTest)
+# BUILD_DIR (default ./build) and JOBS (default nproc) may be set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-test}
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+deps=(cmake g++ ninja-build pkg-config libboost-dev libboost-filesystem-dev
+      libboost-program-options-dev libboost-system-dev libpugixml-dev libsqlite3-dev
+      sqlite3 libfuse3-dev fuse3 libarchive-dev libssl-dev nlohmann-json3-dev
+      libgtest-dev libgmock-dev iproute2 iputils-ping procps psmisc)
+missing=()
+for p in "${deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+fi
+
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$jobs"
+
+case "$what" in
+  test)
+    cd "$build"
+    ctest --output-on-failure -j 2 --timeout 600
+    ;;
+  demo)
+    "$build/host/cli/hakit" demo
+    ;;
+  *)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
