@@ -77,6 +77,10 @@ struct HookArgs {
   std::string action;         // "start", "stop", "failover", "swap", "restart", ...
   // Set on the second call of a stop hook: kill, do not ask.
   bool force = false;
+  // The time this call may take (nicestoptimeout, forcestoptimeout, or the
+  // start timeout); a hook that runs commands passes it on as their
+  // Command::timeout. Zero means no limit.
+  std::chrono::milliseconds timeout{0};
 };
 
 // A directory replicated from the primary to the secondary.
