@@ -1,0 +1,154 @@
+// The mirror state machine as a pure function.
+//
+// Decide() maps (what this node knows, one event) to a Decision: the state to
+// go to and the steps that get there. It does no I/O and reads no clock, so
+// that hundreds of table cases run in milliseconds; ModuleController (the
+// daemon side) performs the steps and feeds their outcome back as events.
+//
+// Both nodes run the same function on the same facts (their own and the
+// peer's, exchanged in heartbeats), so where a choice must be made between
+// the two (who becomes primary) both reach the same answer without talking.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hakit::cluster {
+
+enum class State { kStop, kWait, kAlone, kPrim, kSecond };
+
+// "STOP", "WAIT", "ALONE", "PRIM", "SECOND".
+const char* StateName(State state);
+std::optional<State> ParseState(std::string_view name);
+// SafeKit's `hakit state -lq` exit code: STOP=0 WAIT=1 ALONE=2 PRIM=3 SECOND=4.
+int StateExitCode(State state);
+// ALONE and PRIM: the application runs here and holds the VIP.
+inline bool IsPrimary(State s) { return s == State::kAlone || s == State::kPrim; }
+// ALONE, PRIM and SECOND: the module is started (start_both has run).
+inline bool IsRunning(State s) { return IsPrimary(s) || s == State::kSecond; }
+
+// One thing the controller does on the way to the next state, in order.
+enum class Step {
+  kPrestart,     // hook prestart
+  kStartBoth,    // hook start_both
+  kStartPrim,    // hook start_prim
+  kStartSecond,  // hook start_second
+  kStopPrim,     // hook stop_prim (nice, then force)
+  kStopSecond,   // hook stop_second (nice, then force)
+  kStopBoth,     // hook stop_both (nice, then force)
+  kPoststop,     // hook poststop
+  kAddVip,       // add the virtual IPs and send gratuitous ARP
+  kRemoveVip,    // remove the virtual IPs
+};
+const char* StepName(Step step);
+
+// How a node's data compares, as far as it knows. Until replication lands,
+// the daemon derives it from the last persisted role.
+enum class DataStatus {
+  kUpToDate,  // may serve as primary on its own
+  kStale,     // the peer may hold newer data: never primary on its own
+  kUnknown,   // never synchronised (fresh install): primary only by election
+};
+
+// What this node knows of its peer, from heartbeats.
+struct PeerView {
+  bool visible = false;       // at least one heartbeat network alive
+  bool config_matches = true; // same configuration hash; false: never pair
+  State state = State::kStop;
+  // The peer is leaving PRIM for SECOND by `swap` and has stopped its
+  // application: this node is to take over.
+  bool handing_over = false;
+  // The peer is in the middle of a transition (hooks running).
+  bool busy = false;
+  DataStatus data = DataStatus::kUnknown;
+  bool was_last_prim = false;  // the peer was primary when it last stopped
+  std::string name;            // peer node name
+};
+
+// Module configuration that the decisions depend on.
+struct FsmConfig {
+  bool failover = true;         // failover="on"
+  // defaultprim: "alone" (no preference), "lastprim", or a node name.
+  std::string default_prim = "alone";
+  std::string local_name;       // this node's name
+};
+
+enum class EventKind {
+  // Operator commands.
+  kStart,        // hakit start
+  kStop,         // hakit stop
+  kRestart,      // hakit restart: stop and start the application locally
+  kStopStart,    // hakit stopstart: full module stop then start, peer may take over
+  kSwap,         // hakit swap: move the primary role to the peer
+  kForcePrim,    // hakit prim: become primary whatever the data says
+  kForceSecond,  // hakit second: become secondary
+  // Cluster facts.
+  kPeerChanged,  // a heartbeat changed the peer view (state, flags, visibility gained)
+  kPeerLost,     // every heartbeat network silent for `timeout`
+  kWaitExpired,  // the start-up wait for the peer ran out
+  // Outcome of the steps of the previous decision.
+  kStepsDone,
+  kStepsFailed,
+  // Failure detection (checkers), later issues.
+  kLocalFailure,  // the application failed here: restart/stopstart/failover per rule
+};
+
+struct Event {
+  EventKind kind;
+  // For kStepsFailed: which step failed. For kLocalFailure: the action asked
+  // ("restart", "stopstart", "failover", "stop").
+  std::string detail;
+};
+
+// Everything Decide() looks at.
+struct Facts {
+  State state = State::kStop;
+  // A previous decision's steps are still running. Most events are deferred
+  // (Decision::defer) while busy; kStepsDone/kStepsFailed end it.
+  bool busy = false;
+  // Where the running transition is heading (meaningful while busy).
+  State target = State::kStop;
+  DataStatus data = DataStatus::kUnknown;
+  bool was_last_prim = false;  // this node was primary when it last stopped
+  // This node is leaving PRIM because of swap (stop_prim ran): tells the peer
+  // to take over; cleared when the peer is primary.
+  bool handing_over = false;
+  PeerView peer;
+  FsmConfig config;
+};
+
+struct Decision {
+  // Nothing to do (the event changes nothing).
+  bool no_change = true;
+  // The event cannot be handled now (a transition is running); the
+  // controller replays it when the transition ends.
+  bool defer = false;
+  // State shown while the steps run (usually the current one), then `next`.
+  State next = State::kStop;
+  std::vector<Step> steps;
+  // Set handing_over while running these steps / in the next state.
+  bool handing_over = false;
+  // Human reason, for the log and the history ("peer lost: failover").
+  std::string reason;
+  // SafeKit action argument given to scripts: "start", "stop", "failover",
+  // "swap", "restart", "stopstart", "prim", "second".
+  std::string action;
+  // The history kind for this transition ("state_change", "failover", "swap",
+  // "restart", "split_brain", ...).
+  std::string history_kind = "state_change";
+  // Refusal of an operator command, with why (e.g. "prim refused: data stale;
+  // use hakit prim --force"). Set together with no_change.
+  std::string refused;
+};
+
+// The whole state machine. Pure: same facts and event, same decision.
+Decision Decide(const Facts& facts, const Event& event);
+
+// Among two nodes that both wait to start (both WAIT, both visible, configs
+// matching), which one becomes primary: true when it is the local one. Both
+// nodes evaluate it with the roles swapped and get opposite answers.
+bool ElectLocalAsPrimary(const Facts& facts);
+
+}  // namespace hakit::cluster
