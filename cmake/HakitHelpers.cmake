@@ -23,7 +23,8 @@ function(hakit_module name)
 endfunction()
 
 # hakit_test(NAME SOURCES a_test.cc DEPS x LABELS unit TIMEOUT 60)
-# A GoogleTest binary registered with CTest, one CTest entry per test case.
+# A GoogleTest binary registered with CTest, one CTest entry per test case,
+# named NAME.Suite.Case so that `ctest -R NAME` selects the binary's tests.
 function(hakit_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   if(NOT ARG_TIMEOUT)
@@ -37,6 +38,9 @@ function(hakit_test name)
   target_compile_definitions(${name} PRIVATE
     HAKIT_SOURCE_DIR="${CMAKE_SOURCE_DIR}" HAKIT_BINARY_DIR="${CMAKE_BINARY_DIR}")
   include(GoogleTest)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+  # One label per test binary ("unit", "netns", ...): CTest properties set
+  # through gtest_discover_tests do not carry lists.
+  list(GET ARG_LABELS 0 label)
+  gtest_discover_tests(${name} TEST_PREFIX "${name}." DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS ${label})
 endfunction()
