@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hakit::cluster {
@@ -54,8 +55,8 @@ enum class DataStatus {
 
 // What this node knows of its peer, from heartbeats.
 struct PeerView {
-  bool visible = false;       // at least one heartbeat network alive
-  bool config_matches = true; // same configuration hash; false: never pair
+  bool visible = false;        // at least one heartbeat network alive
+  bool config_matches = true;  // same configuration hash; false: never pair
   State state = State::kStop;
   // The peer is leaving PRIM for SECOND by `swap` and has stopped its
   // application: this node is to take over.
@@ -69,10 +70,10 @@ struct PeerView {
 
 // Module configuration that the decisions depend on.
 struct FsmConfig {
-  bool failover = true;         // failover="on"
+  bool failover = true;  // failover="on"
   // defaultprim: "alone" (no preference), "lastprim", or a node name.
   std::string default_prim = "alone";
-  std::string local_name;       // this node's name
+  std::string local_name;  // this node's name
 };
 
 enum class EventKind {
@@ -85,9 +86,20 @@ enum class EventKind {
   kForcePrim,    // hakit prim: become primary whatever the data says
   kForceSecond,  // hakit second: become secondary
   // Cluster facts.
-  kPeerChanged,  // a heartbeat changed the peer view (state, flags, visibility gained)
-  kPeerLost,     // every heartbeat network silent for `timeout`
-  kWaitExpired,  // the start-up wait for the peer ran out
+  // A heartbeat changed the peer view (state, flags, visibility gained).
+  // The controller also feeds one whenever this node's state settles (after
+  // kStepsDone, or a decision applied without steps), once the deferred
+  // events are replayed: the node then reconsiders, from its new state, a
+  // peer that has not changed (e.g. both WAIT and the election is ours).
+  kPeerChanged,
+  // Every heartbeat network silent for `timeout`; the view says visible=false
+  // (if it is visible again when a deferred kPeerLost is replayed, the event
+  // is handled as kPeerChanged).
+  kPeerLost,
+  // The start-up wait for the peer ran out. Armed only when kStart's steps
+  // bring the module to WAIT, never when a running module falls back to WAIT
+  // (split brain, failover="off"): those wait for the peer or the operator.
+  kWaitExpired,
   // Outcome of the steps of the previous decision.
   kStepsDone,
   kStepsFailed,
@@ -97,8 +109,8 @@ enum class EventKind {
 
 struct Event {
   EventKind kind;
-  // For kStepsFailed: which step failed. For kLocalFailure: the action asked
-  // ("restart", "stopstart", "failover", "stop").
+  // For kStepsFailed: which step failed, as StepName() spells it. For
+  // kLocalFailure: the action asked ("restart", "stopstart", "failover", "stop").
   std::string detail;
 };
 
@@ -138,9 +150,17 @@ struct Decision {
   // The history kind for this transition ("state_change", "failover", "swap",
   // "restart", "split_brain", ...).
   std::string history_kind = "state_change";
-  // Refusal of an operator command, with why (e.g. "prim refused: data stale;
-  // use hakit prim --force"). Set together with no_change.
+  // Refusal of an operator command, with why (e.g. "swap refused: peer is not
+  // SECOND"). Set together with no_change.
   std::string refused;
+  // stopstart: once the steps have brought the module to STOP, the controller
+  // feeds kStart (the peer may take over in between, which is the point).
+  bool restart_after = false;
+  // The controller persists this as the node's DataStatus before running the
+  // steps. kStale after a split brain (both sides ran ALONE: neither may start
+  // on its own again until the operator picks the winner); kUpToDate on
+  // `hakit prim` (the operator declared this node's data the reference).
+  std::optional<DataStatus> set_data;
 };
 
 // The whole state machine. Pure: same facts and event, same decision.
