@@ -22,11 +22,11 @@ function(hakit_module name)
   target_link_libraries(${name} PRIVATE hakit_sdk ${ARG_DEPS})
 endfunction()
 
-# hakit_test(NAME SOURCES a_test.cc DEPS x LABELS unit TIMEOUT 60)
+# hakit_test(NAME SOURCES a_test.cc DEPS x LABELS unit TIMEOUT 60 LOCK name)
 # A GoogleTest binary registered with CTest, one CTest entry per test case,
 # named NAME.Suite.Case so that `ctest -R NAME` selects the binary's tests.
 function(hakit_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT;LOCK" "SOURCES;DEPS;LABELS" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
@@ -40,7 +40,13 @@ function(hakit_test name)
   include(GoogleTest)
   # One label per test binary ("unit", "netns", ...): CTest properties set
   # through gtest_discover_tests do not carry lists.
+  # LOCK: tests sharing a lock never run at once under `ctest -j` (timing
+  # tests that would otherwise compete for the 2 cores).
   list(GET ARG_LABELS 0 label)
+  set(lock_property)
+  if(ARG_LOCK)
+    set(lock_property RESOURCE_LOCK ${ARG_LOCK})
+  endif()
   gtest_discover_tests(${name} TEST_PREFIX "${name}." DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS ${label})
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS ${label} ${lock_property})
 endfunction()

@@ -1,0 +1,129 @@
+// ModuleController: performs the mirror state machine's decisions for one
+// module. Decide() (pure) says what to do; the controller runs the steps on a
+// worker thread (hooks may block for minutes), shows the state, feeds the
+// outcome back as an event, and replays what arrived meanwhile.
+//
+// Threading: every public method is called on the daemon's io_context thread.
+// Steps run on one worker thread at a time per module, so hooks of one module
+// never run concurrently. The seams below are called on that worker thread,
+// except Publish/Record, which are called on the io_context thread.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "hakit/cluster/mirror_fsm.h"
+#include "hakit/sdk/module.h"
+
+namespace hakit::daemon {
+
+// Runs one hook of the module (blocking). The controller decides force and
+// timeout; the seam only calls the module.
+class HookSeam {
+ public:
+  virtual ~HookSeam() = default;
+  virtual sdk::Status RunHook(sdk::Hook hook, const sdk::HookArgs& args) = 0;
+};
+
+// Adds and removes the module's virtual IPs (blocking).
+class VipSeam {
+ public:
+  virtual ~VipSeam() = default;
+  virtual sdk::Status AddAll() = 0;
+  virtual sdk::Status RemoveAll() = 0;
+};
+
+// What the controller tells the rest of the daemon.
+struct ControllerCallbacks {
+  // The state (or a flag) others see changed: heartbeats, `hakit state`.
+  std::function<void()> published;
+  // One history event: kind, from, to, reason, details.
+  std::function<void(const std::string& kind, const std::string& from, const std::string& to,
+                      const std::string& reason, const nlohmann::json& details)>
+      record;
+  // One line for the module log.
+  std::function<void(sdk::LogLevel, const std::string&)> log;
+  // Persist what must survive a restart (state, data status, last prim).
+  std::function<void(const cluster::Facts&)> persist;
+};
+
+struct ControllerTimeouts {
+  std::chrono::milliseconds start{std::chrono::minutes(5)};
+  std::chrono::milliseconds nice_stop{std::chrono::seconds(300)};
+  std::chrono::milliseconds force_stop{std::chrono::seconds(300)};
+  // How long a starting node waits for its peer before deciding alone.
+  std::chrono::milliseconds peer_wait{std::chrono::seconds(30)};
+};
+
+class ModuleController {
+ public:
+  ModuleController(boost::asio::io_context& io, std::string module, cluster::Facts initial,
+                   ControllerTimeouts timeouts, std::unique_ptr<HookSeam> hooks,
+                   std::unique_ptr<VipSeam> vips, ControllerCallbacks callbacks);
+  ~ModuleController();
+
+  // Handles one event. Returns the refusal text for an operator command that
+  // cannot be carried out (empty when accepted or when not a command).
+  std::string Handle(const cluster::Event& event);
+
+  // A new view of the peer from heartbeats; raises kPeerChanged when it
+  // differs in anything the state machine looks at.
+  void UpdatePeer(const cluster::PeerView& view);
+  // Every heartbeat network went silent.
+  void PeerLost();
+
+  // Stops the module (for daemon shutdown) and calls `done` once STOP.
+  void Shutdown(std::function<void()> done);
+
+  const cluster::Facts& facts() const { return facts_; }
+  const std::string& module() const { return module_; }
+  // The reason of the last decision or refusal, shown by `hakit state`.
+  const std::string& last_reason() const { return last_reason_; }
+  // Why the module waits (WAIT), if it does.
+  const std::string& wait_reason() const { return wait_reason_; }
+
+ private:
+  void Apply(const cluster::Decision& d, const cluster::Event& cause);
+  void RunSteps(cluster::Decision d);
+  sdk::Status RunStep(cluster::Step step, const cluster::Decision& d, cluster::State from);
+  sdk::Status RunStopHook(sdk::Hook hook, sdk::HookArgs args);
+  void StepsFinished(cluster::Decision d, sdk::Status status, std::optional<cluster::Step> failed,
+                     std::chrono::milliseconds took);
+  void Settled();
+  void ReplayDeferred();
+  void ArmWaitTimer();
+  void Log(sdk::LogLevel level, const std::string& message);
+
+  boost::asio::io_context& io_;
+  std::string module_;
+  cluster::Facts facts_;
+  ControllerTimeouts timeouts_;
+  std::unique_ptr<HookSeam> hooks_;
+  std::unique_ptr<VipSeam> vips_;
+  ControllerCallbacks callbacks_;
+  boost::asio::steady_timer wait_timer_;
+  std::deque<cluster::Event> deferred_;
+  std::thread worker_;
+  std::string last_reason_;
+  std::string wait_reason_;
+  std::function<void()> shutdown_done_;
+  bool restart_after_ = false;
+  int settle_depth_ = 0;
+  // The state before the running steps began (the shown state may move).
+  cluster::State pre_steps_state_ = cluster::State::kStop;
+  std::chrono::steady_clock::time_point peer_lost_at_{};
+  std::chrono::steady_clock::time_point last_peer_heard_{};
+  // Set while the object is alive; the worker posts back only through it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace hakit::daemon

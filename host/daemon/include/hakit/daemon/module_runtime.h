@@ -1,0 +1,64 @@
+// One installed module as the daemon runs it: its parsed configuration, its
+// loaded library, its host context and its controller.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hakit/cluster/heartbeat_codec.h"
+#include "hakit/common/layout.h"
+#include "hakit/common/log.h"
+#include "hakit/config/module_config.h"
+#include "hakit/daemon/module_controller.h"
+#include "hakit/scripts/module_host_context.h"
+#include "hakit/vip/vip_manager.h"
+
+namespace hakit::daemon {
+
+struct ModuleRuntime {
+  std::string name;
+  config::ModuleConfig config;
+  sdk::ModuleDescription description;
+  std::shared_ptr<sdk::Module> module;  // keeps its library loaded
+  std::filesystem::path library_path;
+  std::unique_ptr<scripts::ModuleHostContext> context;
+  std::vector<vip::VipSpec> vips;
+  vip::VipManager* vip_manager = nullptr;
+  // SHA-256 of what both nodes must hold identically: userconfig.xml and
+  // every file of bin/.
+  cluster::ConfigHash config_hash{};
+  std::string config_hash_hex;
+  std::unique_ptr<ModuleController> controller;
+  bool autostart = false;
+  int config_match_reported = 0;
+  struct Summary {
+    int failovers = 0;
+    int swaps = 0;
+    int script_failures = 0;
+    std::string last_primary;
+  } summary;
+
+  std::unique_ptr<HookSeam> MakeHookSeam();
+  std::unique_ptr<VipSeam> MakeVipSeam();
+};
+
+struct ModuleLoadRequest {
+  const Layout& layout;
+  std::string name;
+  std::string node;
+  std::string peer;
+  std::filesystem::path generic_module;
+  vip::VipManager& vip_manager;
+  std::shared_ptr<Logger> daemon_log;
+};
+
+// Parses, checks and loads one module. An error names the module, the file
+// and what is wrong; nothing of the module runs before every check passed.
+sdk::Result<std::unique_ptr<ModuleRuntime>> LoadModuleRuntime(const ModuleLoadRequest& request);
+
+// SHA-256 over userconfig.xml and bin/* (names and bytes, sorted by name).
+sdk::Result<cluster::ConfigHash> HashModuleConfig(const Layout& layout, const std::string& module);
+
+}  // namespace hakit::daemon

@@ -1,0 +1,562 @@
+#include "hakit/daemon/daemon.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "hakit/cluster/heartbeat_key.h"
+#include "hakit/cluster/heartbeat_service.h"
+#include "hakit/common/log.h"
+#include "hakit/config/cluster_config.h"
+#include "hakit/config/module_config.h"
+#include "hakit/control/protocol.h"
+#include "hakit/daemon/module_controller.h"
+#include "hakit/daemon/module_runtime.h"
+#include "hakit/history/writer.h"
+#include "hakit/loader/loader.h"
+#include "hakit/scripts/module_host_context.h"
+#include "hakit/vip/vip_manager.h"
+
+namespace hakit::daemon {
+
+namespace asio = boost::asio;
+using cluster::EventKind;
+using cluster::State;
+using control::Request;
+using control::Response;
+using sdk::Result;
+using sdk::Status;
+
+namespace {
+
+// The local addresses of this host (its network namespace).
+std::set<std::string> LocalAddresses() {
+  std::set<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
+                  sizeof buf);
+    } else {
+      continue;
+    }
+    out.insert(buf);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+std::filesystem::path ExecutableDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::path(".") : exe.parent_path();
+}
+
+std::filesystem::path FindGenericModule(const std::filesystem::path& configured) {
+  if (!configured.empty()) return configured;
+  std::filesystem::path dir = ExecutableDir();
+  for (auto candidate : {dir / ".." / "modules" / "generic.so",
+                         dir / ".." / "lib" / "hakit" / "modules" / "generic.so"}) {
+    if (std::filesystem::exists(candidate)) return std::filesystem::weakly_canonical(candidate);
+  }
+  return dir / ".." / "modules" / "generic.so";
+}
+
+class Daemon : public cluster::HeartbeatListener {
+ public:
+  explicit Daemon(const DaemonOptions& options)
+      : options_(options),
+        layout_(options.root),
+        log_(std::make_shared<Logger>(layout_.DaemonLog(), options.log_to_stderr)),
+        signals_(io_, SIGTERM, SIGINT) {}
+
+  int Run() {
+    Status s = Init();
+    if (!s.ok()) {
+      log_->Error("hakitd cannot start: " + s.message());
+      return 1;
+    }
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      log_->Info("signal " + std::to_string(sig) + ": stopping every module");
+      Shutdown();
+    });
+    log_->Info("hakitd running as node " + node_ + " (peer " + peer_ + "), " +
+               std::to_string(modules_.size()) + " module(s), root " + layout_.root().string());
+    for (auto& [name, m] : modules_) {
+      if (m->config.service.boot == config::BootMode::kOn || m->autostart) {
+        m->controller->Handle({EventKind::kStart, "boot"});
+      }
+    }
+    io_.run();
+    // Objects with threads stop before the io_context they post to goes away.
+    for (auto& [name, m] : modules_) m->controller.reset();
+    heartbeats_.reset();
+    if (history_) history_->Flush(std::chrono::seconds(2));
+    std::error_code ec;
+    std::filesystem::remove(layout_.PidFile(), ec);
+    log_->Info("hakitd stopped");
+    return 0;
+  }
+
+ private:
+  Status Init() {
+    std::error_code ec;
+    std::filesystem::create_directories(layout_.VarDir(), ec);
+    std::filesystem::create_directories(layout_.LogDir(), ec);
+    auto cluster = config::ParseClusterConfig(layout_.ClusterXml().string());
+    if (!cluster.ok()) return cluster.status();
+    cluster_ = std::move(*cluster);
+    if (Status s = PickNodes(); !s.ok()) return s;
+    auto key = cluster::LoadClusterKey(layout_.ClusterKey());
+    if (!key.ok()) return key.status();
+    key_ = std::move(*key);
+
+    history::HistoryWriter::Options hopts;
+    hopts.path = layout_.HistoryDb();
+    hopts.node = node_;
+    hopts.on_error = [log = log_](const std::string& m) { log->Error("history: " + m); };
+    hopts.on_recovered = [log = log_](const std::string& m) { log->Info("history: " + m); };
+    history_ = std::make_unique<history::HistoryWriter>(hopts);
+
+    vip_ = vip::NewLinuxVipManager();
+    generic_module_ = FindGenericModule(options_.generic_module);
+    InstallSafekitAlias();
+    if (Status s = LoadModules(); !s.ok()) return s;
+    if (Status s = StartHeartbeats(); !s.ok()) return s;
+
+    control_ = std::make_unique<control::ControlServer>(
+        io_, layout_.ControlSocket(),
+        [this](const Request& r, control::ControlServer::Reply reply) { HandleControl(r, reply); });
+    if (Status s = control_->Start(); !s.ok()) return s;
+    std::ofstream(layout_.PidFile()) << ::getpid() << "\n";
+    return Status::Ok();
+  }
+
+  // This node is the one named by --node, else the one whose address is
+  // configured here; the peer is the other one (a mirror has two nodes).
+  Status PickNodes() {
+    std::vector<std::string> names = cluster_.NodeNames();
+    if (names.size() != 2) {
+      return Status::InvalidArgument(cluster_.source_path + ": a mirror cluster has 2 nodes, " +
+                                     std::to_string(names.size()) + " are configured");
+    }
+    if (!options_.node.empty()) {
+      node_ = options_.node;
+    } else {
+      std::set<std::string> local = LocalAddresses();
+      for (const auto& lan : cluster_.lans) {
+        for (const auto& n : lan.nodes) {
+          if (local.count(n.addr)) node_ = n.name;
+        }
+      }
+    }
+    if (node_.empty()) {
+      return Status::NotFound(cluster_.source_path +
+                              ": no node's address is configured on this host; give --node NAME");
+    }
+    if (node_ != names[0] && node_ != names[1]) {
+      return Status::NotFound(cluster_.source_path + ": no node named " + node_);
+    }
+    peer_ = node_ == names[0] ? names[1] : names[0];
+    return Status::Ok();
+  }
+
+  // SafeKit scripts call "$SAFE/safekit"; SAFE is the root, so the root
+  // holds `safekit` as a link to this hakit CLI.
+  void InstallSafekitAlias() {
+    std::filesystem::path cli = ExecutableDir() / "hakit";
+    std::filesystem::path alias = layout_.SafeDir() / "safekit";
+    std::error_code ec;
+    if (std::filesystem::exists(cli) && !std::filesystem::exists(alias)) {
+      std::filesystem::create_symlink(cli, alias, ec);
+      if (ec) log_->Warn("cannot create " + alias.string() + ": " + ec.message());
+    }
+  }
+
+  Status LoadModules() {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(layout_.ModulesDir(), ec)) return Status::Ok();
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(layout_.ModulesDir(), ec)) {
+      if (e.is_directory()) names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      auto runtime = LoadModuleRuntime(
+          {layout_, name, node_, peer_, generic_module_, *vip_, log_});
+      if (!runtime.ok()) {
+        // One broken module does not keep the others down: it is reported
+        // once, here, and skipped.
+        std::string msg = "module " + name + " not loaded: " + runtime.status().message();
+        log_->Error(msg);
+        Record(name, "error", "", "", msg, nlohmann::json::object());
+        continue;
+      }
+      auto m = std::move(*runtime);
+      if (modules_.empty()) {
+        pulse_ = m->config.heart.pulse;
+        timeout_ = m->config.heart.timeout;
+      } else if (m->config.heart.pulse != pulse_ || m->config.heart.timeout != timeout_) {
+        log_->Warn("module " + name + ": heartbeat pulse/timeout differ from the first module's; "
+                   "this hakitd uses the first module's for every module");
+      }
+      MakeController(*m);
+      modules_[name] = std::move(m);
+    }
+    return Status::Ok();
+  }
+
+  void MakeController(ModuleRuntime& m) {
+    ControllerCallbacks cb;
+    std::string name = m.name;
+    cb.published = [this, name]() { Publish(name); };
+    cb.record = [this, name](const std::string& kind, const std::string& from,
+                             const std::string& to, const std::string& reason,
+                             const nlohmann::json& details) {
+      Record(name, kind, from, to, reason, details);
+    };
+    cb.log = [ctx = m.context.get()](sdk::LogLevel l, const std::string& msg) { ctx->Log(l, msg); };
+    cb.persist = [this, name](const cluster::Facts& f) { PersistFacts(name, f); };
+    ControllerTimeouts t;
+    t.nice_stop = m.config.user ? m.config.user->nice_stop_timeout : t.nice_stop;
+    t.force_stop = m.config.user ? m.config.user->force_stop_timeout : t.force_stop;
+    t.start = t.nice_stop;
+    if (m.description.nice_stop_timeout) t.nice_stop = *m.description.nice_stop_timeout;
+    if (m.description.force_stop_timeout) t.force_stop = *m.description.force_stop_timeout;
+    t.peer_wait = m.config.heart.timeout;
+    cluster::Facts facts = LoadFacts(name, &m.autostart);
+    facts.config.failover = m.config.service.failover;
+    facts.config.local_name = node_;
+    switch (m.config.service.default_prim) {
+      case config::DefaultPrim::kNode: facts.config.default_prim = m.config.service.default_prim_node; break;
+      case config::DefaultPrim::kLastPrim: facts.config.default_prim = "lastprim"; break;
+      default: facts.config.default_prim = "alone"; break;
+    }
+    facts.peer.name = peer_;
+    m.controller = std::make_unique<ModuleController>(io_, name, facts, t, m.MakeHookSeam(),
+                                                      m.MakeVipSeam(), cb);
+  }
+
+  // --- persistence of what must survive a restart ---
+
+  std::filesystem::path StateFile(const std::string& module) const {
+    return layout_.ModuleVar(module) / "state.json";
+  }
+
+  // A node that stopped (or crashed) as PRIM or SECOND may have been
+  // overtaken by its peer, which carried on alone: its data is stale until
+  // proven otherwise. One that was ALONE holds the newest data.
+  cluster::Facts LoadFacts(const std::string& module, bool* autostart) {
+    cluster::Facts f;
+    std::ifstream in(StateFile(module));
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return f;
+    auto state = cluster::ParseState(j.value("state", "STOP")).value_or(State::kStop);
+    std::string data = j.value("data", "unknown");
+    f.data = data == "up_to_date" ? cluster::DataStatus::kUpToDate
+             : data == "stale"    ? cluster::DataStatus::kStale
+                                  : cluster::DataStatus::kUnknown;
+    f.was_last_prim = j.value("was_last_prim", false);
+    if (state == State::kAlone) {
+      f.data = cluster::DataStatus::kUpToDate;
+      f.was_last_prim = true;
+    } else if (state == State::kPrim || state == State::kSecond) {
+      f.data = cluster::DataStatus::kStale;
+    }
+    // A module that was running when the daemon went away starts again.
+    *autostart = cluster::IsRunning(state) || state == State::kWait;
+    return f;
+  }
+
+  void PersistFacts(const std::string& module, const cluster::Facts& f) {
+    std::filesystem::path path = StateFile(module);
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    const char* data = f.data == cluster::DataStatus::kUpToDate ? "up_to_date"
+                       : f.data == cluster::DataStatus::kStale  ? "stale"
+                                                                : "unknown";
+    nlohmann::json j = {{"state", cluster::StateName(f.state)}, {"data", data},
+                        {"was_last_prim", f.was_last_prim}};
+    // Written to a temporary file and renamed: a crash leaves the old or the
+    // new file, never half of one.
+    std::filesystem::path tmp = path;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << j.dump() << "\n";
+      out.flush();
+      if (!out) {
+        log_->Error("cannot write " + tmp.string());
+        return;
+      }
+    }
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) log_->Error("cannot write " + path.string() + ": " + ec.message());
+  }
+
+  // --- heartbeats ---
+
+  Status StartHeartbeats() {
+    cluster::HeartbeatConfig o;
+    o.local_name = node_;
+    o.peer_name = peer_;
+    o.pulse = pulse_;
+    o.timeout = timeout_;
+    o.key = key_;
+    // Every lan of cluster.xml carries heartbeats, unless the first module
+    // names some with <heartbeat name=...>.
+    std::set<std::string> lans;
+    if (!modules_.empty()) {
+      for (const auto& hb : modules_.begin()->second->config.heart.heartbeats) lans.insert(hb.name);
+    }
+    for (const auto& lan : cluster_.lans) {
+      if (!lans.empty() && !lans.count(lan.name)) continue;
+      auto local = cluster_.AddressOf(node_, lan.name);
+      auto remote = cluster_.AddressOf(peer_, lan.name);
+      if (!local.ok() || !remote.ok()) continue;
+      o.networks.push_back({lan.name, *local, *remote, static_cast<std::uint16_t>(cluster_.port)});
+    }
+    for (const auto& lan : lans) {
+      if (!cluster_.FindLan(lan)) {
+        return Status::InvalidArgument("<heartbeat name=\"" + lan + "\">: no lan of that name in " +
+                                       cluster_.source_path);
+      }
+    }
+    if (o.networks.empty()) return Status::InvalidArgument("no heartbeat network configured");
+    heartbeats_ = std::make_unique<cluster::HeartbeatService>(io_, o, this, log_.get());
+    for (auto& [name, m] : modules_) Publish(name);
+    return heartbeats_->Start();
+  }
+
+  void OnPeerChanged(const std::string& module, const cluster::PeerInfo& info) override {
+    auto it = modules_.find(module);
+    if (it == modules_.end() || !it->second->controller) return;
+    auto& m = *it->second;
+    cluster::PeerView v = info.view;
+    v.name = peer_;
+    if (!v.config_matches && m.config_match_reported != 1) {
+      m.config_match_reported = 1;
+      std::string msg = "peer " + peer_ + " runs module " + module +
+                        " with a different configuration: not paired (deploy the same "
+                        "userconfig.xml and scripts on both nodes)";
+      log_->Error(msg);
+      m.context->Log(sdk::LogLevel::kError, msg);
+      Record(module, "config_mismatch", "", "", msg, nlohmann::json::object());
+    } else if (v.config_matches) {
+      m.config_match_reported = 0;
+    }
+    m.controller->UpdatePeer(v);
+  }
+
+  void OnPeerLost(const std::string& module) override {
+    auto it = modules_.find(module);
+    if (it == modules_.end() || !it->second->controller) return;
+    log_->Warn("module " + module + ": peer " + peer_ + " lost (every heartbeat network silent)");
+    it->second->controller->PeerLost();
+  }
+
+  void OnNetworkStatus(const std::string& lan, bool up) override {
+    log_->Log(up ? sdk::LogLevel::kInfo : sdk::LogLevel::kWarning,
+              "heartbeat network " + lan + (up ? " up" : " silent"));
+  }
+
+  void OnRejected(const std::string& reason, const std::string& from) override {
+    std::string msg = "heartbeat from " + from + " refused: " + reason;
+    log_->Error(msg);
+    Record("", "auth_failure", "", "", msg, nlohmann::json::object());
+    rejections_.push_back(msg);
+    if (rejections_.size() > 10) rejections_.erase(rejections_.begin());
+  }
+
+  void Publish(const std::string& module) {
+    auto it = modules_.find(module);
+    if (it == modules_.end() || !heartbeats_ || !it->second->controller) return;
+    const cluster::Facts& f = it->second->controller->facts();
+    cluster::LocalInfo info;
+    info.state = f.state;
+    info.busy = f.busy;
+    info.handing_over = f.handing_over;
+    info.was_last_prim = f.was_last_prim;
+    info.data = f.data;
+    info.config_hash = it->second->config_hash;
+    heartbeats_->SetLocal(module, info);
+  }
+
+  // --- history ---
+
+  void Record(const std::string& module, const std::string& kind, const std::string& from,
+              const std::string& to, const std::string& reason, const nlohmann::json& details) {
+    history::Event e;
+    e.node = node_;
+    e.module = module;
+    e.kind = kind;
+    e.from_state = from;
+    e.to_state = to;
+    e.reason = reason;
+    e.details = details.is_object() ? details.dump() : "{}";
+    if (history_) history_->Append(std::move(e));
+    auto it = modules_.find(module);
+    if (it == modules_.end()) return;
+    auto& s = it->second->summary;
+    if (kind == "failover") ++s.failovers;
+    if (kind == "swap") ++s.swaps;
+    if (kind == "script_failure") ++s.script_failures;
+    if (to == "ALONE" || to == "PRIM") s.last_primary = node_;
+  }
+
+  // --- control socket ---
+
+  void HandleControl(const Request& r, control::ControlServer::Reply reply) {
+    static const std::map<std::string, EventKind> kActions = {
+        {"start", EventKind::kStart},         {"stop", EventKind::kStop},
+        {"restart", EventKind::kRestart},     {"stopstart", EventKind::kStopStart},
+        {"swap", EventKind::kSwap},           {"prim", EventKind::kForcePrim},
+        {"second", EventKind::kForceSecond},
+    };
+    if (r.command == "state") {
+      if (!r.module.empty() && !modules_.count(r.module)) {
+        reply(Response::Fail("no module " + r.module + " on node " + node_ + UnloadedHint(r.module)));
+        return;
+      }
+      Response resp = Response::Ok();
+      resp.data = StateJson(r.module);
+      reply(resp);
+      return;
+    }
+    if (auto a = kActions.find(r.command); a != kActions.end()) {
+      auto it = modules_.find(r.module);
+      if (it == modules_.end()) {
+        reply(Response::Fail("no module " + r.module + " on node " + node_ + UnloadedHint(r.module)));
+        return;
+      }
+      auto& c = *it->second->controller;
+      std::string refused = c.Handle({a->second, r.command});
+      if (!refused.empty()) {
+        reply(Response::Fail(r.command + " " + r.module + ": " + refused));
+        return;
+      }
+      std::string state = cluster::StateName(c.facts().state);
+      if (c.facts().busy) state += " -> " + std::string(cluster::StateName(c.facts().target));
+      reply(Response::Ok(r.command + " " + r.module + ": " + state));
+      return;
+    }
+    reply(Response::Fail("hakitd does not know the command '" + r.command + "'", 2));
+  }
+
+  std::string UnloadedHint(const std::string& module) const {
+    std::error_code ec;
+    if (std::filesystem::exists(layout_.ModuleDir(module), ec)) {
+      return " (installed but not loaded: see " + layout_.DaemonLog().string() + ")";
+    }
+    return "";
+  }
+
+  nlohmann::json StateJson(const std::string& only) {
+    nlohmann::json mods = nlohmann::json::array();
+    for (auto& [name, m] : modules_) {
+      if (!only.empty() && name != only) continue;
+      const cluster::Facts& f = m->controller->facts();
+      nlohmann::json j = {
+          {"name", name},
+          {"state", cluster::StateName(f.state)},
+          {"exit_code", cluster::StateExitCode(f.state)},
+          {"busy", f.busy},
+          {"target", cluster::StateName(f.target)},
+          {"reason", m->controller->last_reason()},
+          {"wait_reason", m->controller->wait_reason()},
+          {"ready", !f.busy && cluster::IsRunning(f.state)},
+          {"peer",
+           {{"name", peer_},
+            {"visible", f.peer.visible},
+            {"state", cluster::StateName(f.peer.state)},
+            {"config_matches", f.peer.config_matches}}},
+          {"summary",
+           {{"failovers", m->summary.failovers},
+            {"swaps", m->summary.swaps},
+            {"script_failures", m->summary.script_failures},
+            {"last_primary", m->summary.last_primary}}},
+          {"details",
+           {{"data", f.data == cluster::DataStatus::kUpToDate ? "up_to_date"
+                     : f.data == cluster::DataStatus::kStale  ? "stale"
+                                                              : "unknown"},
+            {"was_last_prim", f.was_last_prim},
+            {"handing_over", f.handing_over},
+            {"library", m->library_path.string()},
+            {"config_hash", m->config_hash_hex}}},
+      };
+      mods.push_back(j);
+    }
+    nlohmann::json networks = nlohmann::json::array();
+    if (heartbeats_) {
+      for (const auto& n : heartbeats_->Snapshot().networks) {
+        networks.push_back({{"lan", n.lan}, {"up", n.up}, {"age_ms", n.last_heard_age_ms}});
+      }
+    }
+    return {{"node", node_}, {"peer", peer_}, {"modules", mods}, {"networks", networks},
+            {"warnings", rejections_}};
+  }
+
+  void Shutdown() {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    auto remaining = std::make_shared<std::size_t>(modules_.size());
+    auto finish = [this]() {
+      if (control_) control_->Stop();
+      if (heartbeats_) heartbeats_->Stop();
+      io_.stop();
+    };
+    if (*remaining == 0) {
+      finish();
+      return;
+    }
+    for (auto& [name, m] : modules_) {
+      m->controller->Shutdown([remaining, finish]() {
+        if (--*remaining == 0) finish();
+      });
+    }
+  }
+
+  DaemonOptions options_;
+  Layout layout_;
+  std::shared_ptr<Logger> log_;
+  asio::io_context io_;
+  asio::signal_set signals_;
+  config::ClusterConfig cluster_;
+  std::string node_;
+  std::string peer_;
+  std::vector<std::uint8_t> key_;
+  std::unique_ptr<history::HistoryWriter> history_;
+  std::unique_ptr<vip::VipManager> vip_;
+  std::filesystem::path generic_module_;
+  std::map<std::string, std::unique_ptr<ModuleRuntime>> modules_;
+  std::chrono::milliseconds pulse_{700};
+  std::chrono::milliseconds timeout_{30000};
+  std::unique_ptr<cluster::HeartbeatService> heartbeats_;
+  std::unique_ptr<control::ControlServer> control_;
+  std::vector<std::string> rejections_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& options) {
+  Daemon d(options);
+  return d.Run();
+}
+
+}  // namespace hakit::daemon

@@ -1,0 +1,175 @@
+#include "hakit/daemon/module_runtime.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "hakit/loader/loader.h"
+
+namespace hakit::daemon {
+
+using sdk::Result;
+using sdk::Status;
+
+namespace {
+
+class LoadedHooks : public HookSeam {
+ public:
+  LoadedHooks(std::shared_ptr<sdk::Module> module, sdk::HostContext& host)
+      : module_(std::move(module)), host_(host) {}
+
+  Status RunHook(sdk::Hook hook, const sdk::HookArgs& args) override {
+    // Hooks must not throw; one that does fails its transition instead of
+    // taking the daemon down.
+    try {
+      return module_->RunHook(hook, args, host_);
+    } catch (const std::exception& e) {
+      return Status::Failed(std::string(sdk::HookName(hook)) + " threw: " + e.what());
+    } catch (...) {
+      return Status::Failed(std::string(sdk::HookName(hook)) + " threw");
+    }
+  }
+
+ private:
+  std::shared_ptr<sdk::Module> module_;
+  sdk::HostContext& host_;
+};
+
+class ManagedVips : public VipSeam {
+ public:
+  ManagedVips(vip::VipManager& manager, std::vector<vip::VipSpec> vips, sdk::HostContext& host)
+      : manager_(manager), vips_(std::move(vips)), host_(host) {}
+
+  Status AddAll() override {
+    for (const auto& v : vips_) {
+      if (Status s = manager_.Add(v); !s.ok()) return s;
+      host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.ToString() + " added");
+    }
+    return Status::Ok();
+  }
+
+  Status RemoveAll() override {
+    Status first;
+    for (const auto& v : vips_) {
+      Status s = manager_.Remove(v);
+      if (s.ok()) {
+        host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.ToString() + " removed");
+      } else if (first.ok()) {
+        first = s;
+      }
+    }
+    return first;
+  }
+
+ private:
+  vip::VipManager& manager_;
+  std::vector<vip::VipSpec> vips_;
+  sdk::HostContext& host_;
+};
+
+}  // namespace
+
+std::unique_ptr<HookSeam> ModuleRuntime::MakeHookSeam() {
+  return std::make_unique<LoadedHooks>(module, *context);
+}
+
+std::unique_ptr<VipSeam> ModuleRuntime::MakeVipSeam() {
+  return std::make_unique<ManagedVips>(*vip_manager, vips, *context);
+}
+
+Result<cluster::ConfigHash> HashModuleConfig(const Layout& layout, const std::string& module) {
+  std::vector<std::filesystem::path> files = {layout.UserConfig(module)};
+  std::error_code ec;
+  std::vector<std::filesystem::path> bins;
+  if (std::filesystem::is_directory(layout.ModuleBin(module), ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(layout.ModuleBin(module), ec)) {
+      if (e.is_regular_file()) bins.push_back(e.path());
+    }
+  }
+  std::sort(bins.begin(), bins.end());
+  files.insert(files.end(), bins.begin(), bins.end());
+  std::string all;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) return Status::IoError("cannot read " + f.string());
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    std::string content = bytes.str();
+    // Name and length first, so that moving bytes between files changes the hash.
+    all += f.filename().string() + '\0' + std::to_string(content.size()) + '\0' + content;
+  }
+  return cluster::Sha256(std::span<const std::uint8_t>(
+      reinterpret_cast<const std::uint8_t*>(all.data()), all.size()));
+}
+
+Result<std::unique_ptr<ModuleRuntime>> LoadModuleRuntime(const ModuleLoadRequest& req) {
+  auto m = std::make_unique<ModuleRuntime>();
+  m->name = req.name;
+  const Layout& layout = req.layout;
+
+  config::ParseOptions popts;
+  popts.variables = {{"SAFE", layout.SafeDir().string()},
+                     {"SAFEBIN", layout.SafeBinDir().string()},
+                     {"SAFEVAR", layout.VarDir().string()},
+                     {"SAFEMODULE", req.name},
+                     {"SAFEUSERBIN", layout.ModuleBin(req.name).string()},
+                     {"SAFEUSERCONF", layout.ModuleConf(req.name).string()},
+                     {"SAFEUSERVAR", layout.ModuleVar(req.name).string()}};
+  auto cfg = config::ParseUserConfig(layout.UserConfig(req.name).string(), popts);
+  if (!cfg.ok()) return cfg.status();
+  m->config = std::move(*cfg);
+  std::vector<config::Problem> problems = config::CheckModuleReadiness(m->config);
+  if (!problems.empty()) {
+    std::string msg = "not ready to run (hakit module check lists what to fill in): ";
+    msg += problems.front().ToString();
+    if (problems.size() > 1) msg += " (and " + std::to_string(problems.size() - 1) + " more)";
+    return Status::InvalidArgument(msg);
+  }
+  if (m->config.service.mode != config::ModuleMode::kMirror) {
+    return Status::Unsupported(layout.UserConfig(req.name).string() +
+                               ": only mode=\"mirror\" modules run in this hakitd");
+  }
+
+  std::map<std::string, std::string> vars = config::ScriptVariables(m->config);
+  m->context = std::make_unique<scripts::ModuleHostContext>(layout, req.name, req.node, vars);
+
+  auto lib = loader::ModuleLibraryPath(layout, req.name, req.generic_module);
+  if (!lib.ok()) return lib.status();
+  sdk::ModuleSettings settings;
+  settings.name = req.name;
+  settings.userconfig_path = layout.UserConfig(req.name).string();
+  settings.vars = vars;
+  settings.paths = m->context->paths();
+  auto loaded = loader::LoadModule(*lib, settings);
+  if (!loaded.ok()) return loaded.status();
+  m->module = loaded->module();
+  m->library_path = loaded->library_path();
+  if (Status s = m->module->Describe(&m->description); !s.ok()) {
+    return s.WithContext("module library " + m->library_path.string() + " Describe()");
+  }
+
+  for (const auto& intf : m->config.vip.interfaces) {
+    for (const auto& a : intf.addrs) {
+      vip::VipSpec spec;
+      spec.address = a.addr;
+      if (a.prefix_length >= 0) spec.prefix_len = a.prefix_length;
+      spec.interface = intf.name;
+      spec.arp_reroute = intf.arpreroute;
+      m->vips.push_back(spec);
+    }
+  }
+  for (const auto& addr : m->description.virtual_ips) {
+    vip::VipSpec spec;
+    spec.address = addr;
+    m->vips.push_back(spec);
+  }
+  m->vip_manager = &req.vip_manager;
+
+  auto hash = HashModuleConfig(layout, req.name);
+  if (!hash.ok()) return hash.status();
+  m->config_hash = *hash;
+  m->config_hash_hex = cluster::HexEncode(m->config_hash).substr(0, 16);
+  return m;
+}
+
+}  // namespace hakit::daemon

@@ -1,0 +1,118 @@
+// ClusterRig: a two-node hakit cluster on this one machine, for the cluster
+// tests and `hakit demo`. Each node is a real hakitd in its own network
+// namespace (testbed), with its own state root; a third namespace is the
+// client that reaches the sample application (hakit-demo-app) at the VIP.
+//
+// The rig writes cluster.xml, the cluster key and one generic module ("demo")
+// whose bin/ scripts start and stop the sample application and note every
+// call in SAFEUSERVAR/calls.log. Everything it starts ends with it.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hakit/cluster/mirror_fsm.h"
+#include "hakit/common/layout.h"
+#include "hakit/control/protocol.h"
+#include "hakit/sdk/status.h"
+#include "hakit/testbed/testbed.h"
+
+namespace hakit::rig {
+
+using sdk::Result;
+using sdk::Status;
+using namespace std::chrono_literals;
+
+struct RigOptions {
+  std::string module = "demo";
+  int lans = 2;              // heartbeat networks
+  bool witness = false;      // a witness namespace on lan0
+  std::chrono::milliseconds pulse{100};
+  std::chrono::milliseconds timeout{500};
+  bool failover = true;
+  std::string defaultprim = "alone";
+  std::uint16_t app_port = 8080;
+  std::uint16_t cluster_port = 4800;
+  // Where hakitd, hakit and hakit-demo-app are. Empty: beside this program.
+  std::filesystem::path bin_dir;
+  // Parent of the nodes' roots. Empty: a fresh folder under /tmp.
+  std::filesystem::path work_dir;
+  bool keep_work_dir = false;
+};
+
+class ClusterRig {
+ public:
+  static Result<std::unique_ptr<ClusterRig>> Create(const RigOptions& options);
+  ~ClusterRig();
+  ClusterRig(const ClusterRig&) = delete;
+  ClusterRig& operator=(const ClusterRig&) = delete;
+
+  testbed::Testbed& bed() { return *bed_; }
+  const RigOptions& options() const { return options_; }
+  std::vector<std::string> nodes() const { return {"node1", "node2"}; }
+  std::string Peer(const std::string& node) const { return node == "node1" ? "node2" : "node1"; }
+  Layout LayoutOf(const std::string& node) const { return Layout(work_dir_ / node); }
+  std::string Vip() const { return testbed::Testbed::VipAddress(0); }
+  const std::filesystem::path& work_dir() const { return work_dir_; }
+
+  // The module's userconfig.xml as the rig writes it; tests may rewrite a
+  // node's copy (WriteUserConfig) before starting its daemon.
+  std::string DefaultUserConfig() const;
+  Status WriteUserConfig(const std::string& node, const std::string& text);
+  // Replaces a node's cluster key by a fresh one (the "wrong key" case).
+  Status RegenerateKey(const std::string& node);
+
+  // Starts hakitd in the node's namespace and waits until it answers.
+  Status StartDaemon(const std::string& node, std::chrono::milliseconds wait = 10s);
+  // SIGTERM, then waits for a clean exit (modules stopped, VIP removed).
+  Status StopDaemon(const std::string& node, std::chrono::milliseconds wait = 30s);
+  // SIGKILL of hakitd alone (the node stays up, the application too).
+  Status KillDaemon(const std::string& node);
+  bool DaemonRunning(const std::string& node);
+  // The node fails as a power cut would: links cut, hakitd and the
+  // application killed with SIGKILL.
+  Status PowerCut(const std::string& node);
+  // Links back (the daemon stays down until StartDaemon).
+  Status RestoreNetwork(const std::string& node);
+
+  // One control request, as `hakit --root ROOT CMD -m MODULE` would send it.
+  Result<control::Response> Command(const std::string& node, const std::string& command,
+                                    nlohmann::json args = nlohmann::json::object());
+  // The module's entry of `hakit state --json`.
+  Result<nlohmann::json> ModuleState(const std::string& node);
+  // STOP when the daemon does not answer.
+  cluster::State StateOf(const std::string& node);
+  // Waits until the node's module is in `state` and not busy.
+  Status WaitState(const std::string& node, cluster::State state, std::chrono::milliseconds wait);
+  // Waits until one node is PRIM and the other SECOND; returns the primary.
+  Result<std::string> WaitPaired(std::chrono::milliseconds wait);
+
+  // The client asks the application at the VIP; returns its one-line answer.
+  Result<std::string> ClientRequest(std::chrono::milliseconds timeout = 1s);
+  // Whether the VIP is configured in the node's namespace.
+  bool HasVip(const std::string& node);
+  // Whether the node's application process is alive.
+  bool AppRunning(const std::string& node);
+  // The script calls the node's demo module recorded ("start_prim ALONE ...").
+  std::vector<std::string> ScriptCalls(const std::string& node);
+
+ private:
+  explicit ClusterRig(RigOptions options);
+  Status Build();
+  Status WriteNode(const std::string& node);
+  std::optional<pid_t> AppPid(const std::string& node);
+
+  RigOptions options_;
+  std::unique_ptr<testbed::Testbed> bed_;
+  std::filesystem::path work_dir_;
+  std::map<std::string, pid_t> daemons_;
+};
+
+}  // namespace hakit::rig
