@@ -407,7 +407,14 @@ TEST_F(vip_Netns, GratuitousArpIsSentThreeTimesAboutAHundredMsApart) {
     return out;
   });
   ASSERT_TRUE(capture.WaitReady()) << capture.Finish();
-  ASSERT_EQ(InA([](VipManager& m) { return Str(m.Add(Spec(kVip, 24, "veth-a"))); }), "ok");
+  // The repeats go out from a background thread: the process that added the
+  // VIP (here a short-lived child) must outlive them, as hakitd does.
+  ASSERT_EQ(InA([](VipManager& m) {
+              std::string added = Str(m.Add(Spec(kVip, 24, "veth-a")));
+              std::this_thread::sleep_for(milliseconds(500));
+              return added;
+            }),
+            "ok");
   std::string seen = capture.Finish();
   ASSERT_EQ(seen.rfind("count=3", 0), 0u) << seen;
   std::istringstream gaps(seen.substr(7));

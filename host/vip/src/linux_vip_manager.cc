@@ -314,7 +314,7 @@ class LinuxVipManager final : public VipManager {
   }
 
   // garp_count gratuitous ARP requests (sender = target = VIP), broadcast,
-  // garp_interval apart. Links without ARP (loopback, tunnels) need none.
+  // garp_interval apart: the first now, the others in the background. Links without ARP (loopback, tunnels) need none.
   Status Announce(const Resolved& r) {
     if (!HasArp(r.link) || options_.garp_count <= 0) return Status::Ok();
     MacAddr own;
@@ -325,9 +325,21 @@ class LinuxVipManager final : public VipManager {
     if (int err = sock.Open(r.link.state.index)) {
       return Status::IoError("open packet socket: " + ErrnoText(err));
     }
-    for (int i = 0; i < options_.garp_count; ++i) {
-      if (i > 0) std::this_thread::sleep_for(options_.garp_interval);
-      if (int err = sock.SendRequest(own, vip, vip)) return Status::IoError(ErrnoText(err));
+    if (int err = sock.SendRequest(own, vip, vip)) return Status::IoError(ErrnoText(err));
+    // The first announcement goes out before Add returns; the repeats (for
+    // a frame lost on the way) must not delay the application's start on a
+    // failover, so a thread of their own sends them.
+    int repeats = options_.garp_count - 1;
+    if (repeats > 0) {
+      std::thread([repeats, interval = options_.garp_interval, index = r.link.state.index, own,
+                   vip]() {
+        ArpSocket late;
+        if (late.Open(index) != 0) return;
+        for (int i = 0; i < repeats; ++i) {
+          std::this_thread::sleep_for(interval);
+          late.SendRequest(own, vip, vip);
+        }
+      }).detach();
     }
     return Status::Ok();
   }
