@@ -77,7 +77,9 @@ void PrintState(std::ostream& out, const nlohmann::json& data, bool verbose) {
       out << "\n";
     }
     if (verbose) {
-      for (const auto& [k, v] : m.value("details", nlohmann::json::object()).items()) {
+      // A named copy: items() on the temporary value() returns would dangle.
+      const nlohmann::json details = m.value("details", nlohmann::json::object());
+      for (const auto& [k, v] : details.items()) {
         out << "  " << k << ": " << v.dump() << "\n";
       }
     }

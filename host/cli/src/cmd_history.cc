@@ -82,8 +82,8 @@ int History(Invocation& inv) {
   }
   std::vector<history::Event> all = history::MergeByTime(std::move(lists));
   if (limit > 0 && all.size() > limit) all.erase(all.begin(), all.end() - limit);
+  // Both formats end with a newline already.
   inv.out << (json ? history::FormatJson(all) : history::FormatTable(all));
-  if (json) inv.out << "\n";
   return kExitOk;
 }
 

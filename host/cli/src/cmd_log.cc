@@ -15,15 +15,36 @@ namespace {
 Command Print(const std::string& name, LogLevel level) {
   return {name, std::string("append a message to the module log (from scripts: SAFEMODULE)"),
           [name, level](Invocation& inv) {
+            // Options come first; the first other word starts the message,
+            // which is logged verbatim even when it looks like an option:
+            // scripts log "--- starting ---" or "-1 returned by ...".
+            std::vector<std::string> options;
+            std::size_t i = 0;
+            for (; i < inv.args.size(); ++i) {
+              const std::string& a = inv.args[i];
+              if (a == "--") {
+                ++i;
+                break;
+              }
+              if (a == "-m" || a == "--module") {
+                options.push_back(a);
+                if (i + 1 < inv.args.size()) options.push_back(inv.args[++i]);
+                continue;
+              }
+              if (a.rfind("--module=", 0) == 0 || a == "-h" || a == "--help") {
+                options.push_back(a);
+                continue;
+              }
+              break;
+            }
+            std::vector<std::string> words(inv.args.begin() + static_cast<std::ptrdiff_t>(i),
+                                           inv.args.end());
+            inv.args = std::move(options);
             po::options_description desc("options");
             std::string module;
-            std::vector<std::string> words;
-            desc.add_options()("module,m", po::value(&module), "module (default: $SAFEMODULE)")(
-                "message", po::value(&words)->multitoken(), "the message");
-            po::positional_options_description pos;
-            pos.add("message", -1);
+            desc.add_options()("module,m", po::value(&module), "module (default: $SAFEMODULE)");
             po::variables_map vm;
-            if (auto rc = ParseOptions(inv, name, "[-m MODULE] MESSAGE...", desc, pos, &vm)) {
+            if (auto rc = ParseOptions(inv, name, "[-m MODULE] [--] MESSAGE...", desc, {}, &vm)) {
               return *rc;
             }
             if (module.empty()) {
