@@ -3,6 +3,8 @@
 // VIP. Each test builds its own rig and tears it down, failures included.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include "hakit/history/store.h"
@@ -69,6 +71,334 @@ TEST_F(ClusterTest, BothStartPairOnePrimOneSecondAndClientReachesVip) {
   auto reply = rig_->ClientRequest();
   ASSERT_TRUE(reply.ok()) << reply.status().message();
   EXPECT_NE(reply->find("hello from " + prim), std::string::npos) << *reply;
+}
+
+// Watches both nodes from a thread of its own for as long as it lives, and
+// counts the moments when both ran as primary or both held the VIP.
+class DoublePrimaryWatch {
+ public:
+  explicit DoublePrimaryWatch(ClusterRig& rig, bool check_vip = true)
+      : rig_(rig), check_vip_(check_vip), thread_([this] { Run(); }) {}
+  ~DoublePrimaryWatch() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int both_primary() const { return both_primary_; }
+  int both_vip() const { return both_vip_; }
+  int both_app() const { return both_app_; }
+  int samples() const { return samples_; }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      bool p1 = cluster::IsPrimary(rig_.StateOf("node1"));
+      bool p2 = cluster::IsPrimary(rig_.StateOf("node2"));
+      if (p1 && p2) ++both_primary_;
+      if (rig_.AppRunning("node1") && rig_.AppRunning("node2")) ++both_app_;
+      if (check_vip_ && rig_.HasVip("node1") && rig_.HasVip("node2")) ++both_vip_;
+      ++samples_;
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  ClusterRig& rig_;
+  bool check_vip_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> both_primary_{0}, both_vip_{0}, both_app_{0}, samples_{0};
+  std::thread thread_;
+};
+
+bool Contains(const std::vector<std::string>& lines, const std::string& text) {
+  return std::any_of(lines.begin(), lines.end(),
+                     [&](const std::string& l) { return l.find(text) != std::string::npos; });
+}
+
+const history::Event* Find(const std::vector<history::Event>& events, const std::string& kind) {
+  for (const auto& e : events) {
+    if (e.kind == kind) return &e;
+  }
+  return nullptr;
+}
+
+TEST_F(ClusterTest, PowerCutOfPrimaryFailsOverAndClientReachesApplication) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+  EXPECT_TRUE(rig_->HasVip(second));
+  EXPECT_TRUE(rig_->AppRunning(second));
+  // SafeKit's arguments: <current_state> <next_state> <action>.
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(second), "start_prim SECOND ALONE failover"));
+  auto reply = rig_->ClientRequest(2s);
+  ASSERT_TRUE(reply.ok()) << reply.status().message();
+  EXPECT_NE(reply->find("hello from " + second), std::string::npos) << *reply;
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());  // flushes the history
+  auto events = History(second);
+  const history::Event* failover = Find(events, "failover");
+  ASSERT_NE(failover, nullptr);
+  EXPECT_EQ(failover->to_state, "ALONE");
+  EXPECT_NE(failover->details.find("detection_ms"), std::string::npos) << failover->details;
+  EXPECT_NE(failover->details.find("takeover_ms"), std::string::npos) << failover->details;
+  EXPECT_NE(Find(events, "peer_lost"), nullptr);
+}
+
+TEST_F(ClusterTest, OldPrimaryReturnsAsSecondWithDefaultPrimAlone) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->RestoreNetwork(prim).ok());
+  ASSERT_TRUE(rig_->StartDaemon(prim).ok());
+  // It was primary when it died: its data may be stale, it must not take
+  // the application back on its own.
+  ASSERT_TRUE(rig_->Command(prim, "start").ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kPrim, 10s).ok());
+  EXPECT_FALSE(rig_->HasVip(prim));
+  EXPECT_TRUE(rig_->HasVip(second));
+}
+
+TEST_F(ClusterTest, DefaultPrimNodeTakesTheApplicationBackWhenItReturns) {
+  RigOptions o;
+  o.defaultprim = "node1";
+  MakeRig(o);
+  StartBoth();
+  ASSERT_EQ(Paired(), "node1");
+  ASSERT_TRUE(rig_->PowerCut("node1").ok());
+  ASSERT_TRUE(rig_->WaitState("node2", State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->RestoreNetwork("node1").ok());
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->Command("node1", "start").ok());
+  // node1 comes back as SECOND, then the failback swap gives it the
+  // application again.
+  ASSERT_TRUE(rig_->WaitState("node1", State::kPrim, 15s).ok());
+  ASSERT_TRUE(rig_->WaitState("node2", State::kSecond, 10s).ok());
+  EXPECT_TRUE(rig_->HasVip("node1"));
+  auto reply = rig_->ClientRequest(2s);
+  ASSERT_TRUE(reply.ok()) << reply.status().message();
+  EXPECT_NE(reply->find("hello from node1"), std::string::npos) << *reply;
+}
+
+TEST_F(ClusterTest, SwapUnderClientTrafficMovesTheApplicationWithoutOverlap) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok_before{0}, ok_after{0}, failed{0};
+  std::atomic<bool> swapped{false};
+  std::thread client([&] {
+    while (!stop) {
+      auto r = rig_->ClientRequest(300ms);
+      if (!r.ok()) {
+        ++failed;
+      } else if (r->find("hello from " + second) != std::string::npos) {
+        ++ok_after;
+      } else {
+        ++ok_before;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  {
+    DoublePrimaryWatch watch(*rig_);
+    std::this_thread::sleep_for(300ms);
+    auto r = rig_->Command(prim, "swap");
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->exit_code, 0) << r->error;
+    ASSERT_TRUE(rig_->WaitState(second, State::kPrim, 15s).ok());
+    ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
+    std::this_thread::sleep_for(300ms);
+    watch.Stop();
+    EXPECT_EQ(watch.both_primary(), 0);
+    EXPECT_EQ(watch.both_vip(), 0);
+    EXPECT_EQ(watch.both_app(), 0);
+    EXPECT_GT(watch.samples(), 10);
+  }
+  stop = true;
+  client.join();
+  EXPECT_GT(ok_before.load(), 0);
+  EXPECT_GT(ok_after.load(), 0);
+  // The swap stops the application on one node before starting it on the
+  // other: a short gap, not an outage.
+  EXPECT_LT(failed.load(), 100);
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(prim), "stop_prim PRIM SECOND swap"));
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(second), "start_prim SECOND PRIM swap"));
+}
+
+TEST_F(ClusterTest, FailoverOffMakesTheSecondWaitInsteadOfTakingOver) {
+  RigOptions o;
+  o.failover = false;
+  MakeRig(o);
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  EXPECT_FALSE(rig_->HasVip(second));
+  EXPECT_FALSE(rig_->AppRunning(second));
+  auto m = rig_->ModuleState(second);
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->value("wait_reason", "").find("failover"), std::string::npos) << m->dump();
+}
+
+TEST_F(ClusterTest, OneOfTwoHeartbeatNetworksCutDoesNotFailOverBothDo) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->bed().CutLink(prim, 1).ok());
+  // Several heartbeat timeouts with one network left: nothing moves.
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  EXPECT_EQ(rig_->StateOf(prim), State::kPrim);
+  EXPECT_EQ(rig_->StateOf(second), State::kSecond);
+  auto st = rig_->Command(second, "state");
+  ASSERT_TRUE(st.ok());
+  bool lan1_down = false;
+  for (const auto& n : st->data["networks"]) {
+    if (n.value("lan", "") == "lan1") lan1_down = !n.value("up", true);
+  }
+  EXPECT_TRUE(lan1_down) << st->data.dump();
+  // Both networks silent: the secondary takes over (the primary, cut off but
+  // alive, goes ALONE too: that split brain is what a witness prevents).
+  ASSERT_TRUE(rig_->bed().CutLink(prim, 0).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  // When the networks come back, the two primaries see each other: neither
+  // keeps running, the operator chooses.
+  ASSERT_TRUE(rig_->bed().RestoreNode(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kWait, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  EXPECT_FALSE(rig_->HasVip(prim));
+  EXPECT_FALSE(rig_->HasVip(second));
+  auto m = rig_->ModuleState(second);
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->value("wait_reason", "").find("hakit prim"), std::string::npos) << m->dump();
+}
+
+TEST_F(ClusterTest, DifferentConfigurationIsReportedAndNeverPaired) {
+  MakeRig();
+  std::string text = rig_->DefaultUserConfig();
+  // Same module, one value changed on node2.
+  auto pos = text.find("nicestoptimeout=\"10\"");
+  ASSERT_NE(pos, std::string::npos);
+  text.replace(pos, std::string("nicestoptimeout=\"10\"").size(), "nicestoptimeout=\"11\"");
+  ASSERT_TRUE(rig_->WriteUserConfig("node2", text).ok());
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->StartDaemon("node2").ok());
+  ASSERT_TRUE(rig_->Command("node1", "start").ok());
+  ASSERT_TRUE(rig_->Command("node2", "start").ok());
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  for (const auto& n : rig_->nodes()) {
+    auto m = rig_->ModuleState(n);
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m->value("state", ""), "WAIT") << n << ": " << m->dump();
+    EXPECT_FALSE(m->at("peer").value("config_matches", true)) << m->dump();
+  }
+  EXPECT_FALSE(rig_->HasVip("node1"));
+  EXPECT_FALSE(rig_->HasVip("node2"));
+  ASSERT_TRUE(rig_->StopDaemon("node1").ok());
+  auto events = History("node1");
+  const history::Event* mismatch = Find(events, "config_mismatch");
+  ASSERT_NE(mismatch, nullptr);
+  EXPECT_NE(mismatch->reason.find("different configuration"), std::string::npos);
+}
+
+TEST_F(ClusterTest, NodeWithAnotherClusterKeyIsIgnoredReportedAndNeverPrimary) {
+  MakeRig();
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->Command("node1", "start").ok());
+  ASSERT_TRUE(rig_->WaitState("node1", State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->RegenerateKey("node2").ok());
+  ASSERT_TRUE(rig_->StartDaemon("node2").ok());
+  ASSERT_TRUE(rig_->Command("node2", "start").ok());
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  // node2 hears a node it cannot authenticate where its peer should be: it
+  // does not take the primary role on its own.
+  EXPECT_EQ(rig_->StateOf("node2"), State::kWait);
+  EXPECT_EQ(rig_->StateOf("node1"), State::kAlone);
+  EXPECT_FALSE(rig_->HasVip("node2"));
+  auto st = rig_->Command("node2", "state");
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(st->data["warnings"].dump().find("cluster key"), std::string::npos)
+      << st->data.dump();
+}
+
+TEST_F(ClusterTest, SimultaneousStartTwentyTimesNeverMakesTwoPrimaries) {
+  MakeRig();
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->StartDaemon("node2").ok());
+  DoublePrimaryWatch watch(*rig_, /*check_vip=*/false);
+  std::map<std::string, int> primaries;
+  for (int round = 0; round < 20; ++round) {
+    std::thread a([&] { rig_->Command("node1", "start"); });
+    std::thread b([&] { rig_->Command("node2", "start"); });
+    a.join();
+    b.join();
+    auto prim = rig_->WaitPaired(15s);
+    ASSERT_TRUE(prim.ok()) << "round " << round << ": " << prim.status().message();
+    ++primaries[*prim];
+    EXPECT_TRUE(rig_->HasVip(*prim));
+    EXPECT_FALSE(rig_->HasVip(rig_->Peer(*prim)));
+    // Stop the primary first: the secondary carries on alone and so holds
+    // the newest data for the next round's election.
+    std::string second = rig_->Peer(*prim);
+    ASSERT_TRUE(rig_->Command(*prim, "stop").ok());
+    ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+    ASSERT_TRUE(rig_->Command(second, "stop").ok());
+    ASSERT_TRUE(rig_->WaitState(second, State::kStop, 10s).ok());
+    ASSERT_TRUE(rig_->WaitState(*prim, State::kStop, 10s).ok());
+  }
+  watch.Stop();
+  EXPECT_EQ(watch.both_primary(), 0);
+  EXPECT_EQ(watch.both_app(), 0);
+  // The node that ran last holds the newest data and wins the next round:
+  // the role alternates.
+  EXPECT_GT(primaries["node1"], 0);
+  EXPECT_GT(primaries["node2"], 0);
+}
+
+TEST_F(ClusterTest, HakitdAloneKilledOnPrimaryNeverLeavesTwoApplicationsOrTwoVips) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  DoublePrimaryWatch watch(*rig_);
+  // Only the daemon dies: the node, its network and the application stay.
+  ASSERT_TRUE(rig_->KillDaemon(prim).ok());
+  // The secondary notices the silence, finds the node still up (its
+  // connection refused) and waits for the operator instead of starting a
+  // second copy of the application.
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  EXPECT_EQ(rig_->StateOf(second), State::kWait);
+  EXPECT_TRUE(rig_->AppRunning(prim)) << "the service goes on where it ran";
+  EXPECT_FALSE(rig_->AppRunning(second));
+  EXPECT_FALSE(rig_->HasVip(second));
+  auto reply = rig_->ClientRequest(2s);
+  ASSERT_TRUE(reply.ok()) << reply.status().message();
+  EXPECT_NE(reply->find("hello from " + prim), std::string::npos) << *reply;
+  auto m = rig_->ModuleState(second);
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->value("wait_reason", "").find("hakitd is not"), std::string::npos) << m->dump();
+  // The daemon comes back: it first stops what its predecessor left running.
+  ASSERT_TRUE(rig_->StartDaemon(prim).ok());
+  EXPECT_FALSE(rig_->AppRunning(prim));
+  EXPECT_FALSE(rig_->HasVip(prim));
+  watch.Stop();
+  EXPECT_EQ(watch.both_primary(), 0);
+  EXPECT_EQ(watch.both_app(), 0);
+  EXPECT_EQ(watch.both_vip(), 0);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "hakit/scripts/run_process.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -449,6 +450,22 @@ std::size_t OpenDescriptors() {
     ++count;
   }
   return count;
+}
+
+TEST(scripts_RunProcess, ChildInheritsNoDescriptorOfTheDaemon) {
+  // A descriptor without O_CLOEXEC, as Boost.Asio opens its sockets.
+  int leaky = ::dup(1);
+  ASSERT_GE(leaky, 3);
+  ::fcntl(leaky, F_SETFD, 0);
+  Captured captured;
+  CommandResult result =
+      RunProcess(Shell("for f in /proc/$$/fd/*; do echo \"${f##*/}\"; done"), kBaseEnv,
+                 captured.Sink());
+  ::close(leaky);
+  ASSERT_TRUE(result.ok()) << result.error;
+  EXPECT_EQ(std::find(captured.out.begin(), captured.out.end(), std::to_string(leaky)),
+            captured.out.end());
+  EXPECT_NE(std::find(captured.out.begin(), captured.out.end(), "1"), captured.out.end());
 }
 
 TEST(scripts_RunProcess, LeaksNoDescriptors) {

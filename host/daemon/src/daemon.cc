@@ -21,6 +21,7 @@
 #include "hakit/control/protocol.h"
 #include "hakit/daemon/module_controller.h"
 #include "hakit/daemon/module_runtime.h"
+#include "hakit/daemon/peer_probe.h"
 #include "hakit/history/writer.h"
 #include "hakit/loader/loader.h"
 #include "hakit/scripts/module_host_context.h"
@@ -82,7 +83,8 @@ class Daemon : public cluster::HeartbeatListener {
       : options_(options),
         layout_(options.root),
         log_(std::make_shared<Logger>(layout_.DaemonLog(), options.log_to_stderr)),
-        signals_(io_, SIGTERM, SIGINT) {}
+        signals_(io_, SIGTERM, SIGINT),
+        probe_timer_(io_) {}
 
   int Run() {
     Status s = Init();
@@ -216,9 +218,43 @@ class Daemon : public cluster::HeartbeatListener {
                    "this hakitd uses the first module's for every module");
       }
       MakeController(*m);
+      RecoverFromCrash(*m);
       modules_[name] = std::move(m);
     }
     return Status::Ok();
+  }
+
+  // A daemon that died while the module ran left its application and VIP
+  // behind. Every module starts from STOP, so they go first: the force stop
+  // hooks (which must tolerate nothing to stop) and the VIPs.
+  void RecoverFromCrash(ModuleRuntime& m) {
+    std::ifstream in(StateFile(m.name));
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    std::string last = j.is_object() ? j.value("state", "STOP") : "STOP";
+    auto state = cluster::ParseState(last).value_or(State::kStop);
+    if (state == State::kStop || state == State::kWait) return;
+    std::string msg = "module " + m.name + " was " + last +
+                      " when hakitd last stopped without stopping it: cleaning up what it left";
+    log_->Warn(msg);
+    m.context->Log(sdk::LogLevel::kWarning, msg);
+    auto hooks = m.MakeHookSeam();
+    sdk::HookArgs args;
+    args.current_state = last;
+    args.next_state = "STOP";
+    args.action = "stop";
+    args.force = true;
+    args.timeout = m.config.user ? m.config.user->force_stop_timeout : std::chrono::seconds(300);
+    std::vector<sdk::Hook> stops = {sdk::Hook::kStopBoth};
+    stops.insert(stops.begin(), cluster::IsPrimary(state) ? sdk::Hook::kStopPrim : sdk::Hook::kStopSecond);
+    for (sdk::Hook h : stops) {
+      if (Status s = hooks->RunHook(h, args); !s.ok()) {
+        log_->Error("module " + m.name + ": " + sdk::HookName(h) + " force: " + s.message());
+      }
+    }
+    if (Status s = m.MakeVipSeam()->RemoveAll(); !s.ok()) {
+      log_->Error("module " + m.name + ": removing leftover VIPs: " + s.message());
+    }
+    Record(m.name, "error", last, "STOP", msg, nlohmann::json::object());
   }
 
   void MakeController(ModuleRuntime& m) {
@@ -340,7 +376,33 @@ class Daemon : public cluster::HeartbeatListener {
     if (o.networks.empty()) return Status::InvalidArgument("no heartbeat network configured");
     heartbeats_ = std::make_unique<cluster::HeartbeatService>(io_, o, this, log_.get());
     for (auto& [name, m] : modules_) Publish(name);
-    return heartbeats_->Start();
+    if (Status s = heartbeats_->Start(); !s.ok()) return s;
+    std::vector<std::string> local_addrs, peer_addrs;
+    for (const auto& n : o.networks) {
+      local_addrs.push_back(n.local_address);
+      peer_addrs.push_back(n.peer_address);
+    }
+    peer_probe_ = std::make_unique<PeerProbe>(io_, local_addrs, peer_addrs, cluster_.port,
+                                              pulse_, log_);
+    if (Status s = peer_probe_->Start(); !s.ok()) return s;
+    ArmProbeTimer();
+    return Status::Ok();
+  }
+
+  // While the peer is late (silent for two pulses, not yet lost), find out
+  // whether its node still answers: a refused connection means the node is
+  // up and its hakitd is not.
+  void ArmProbeTimer() {
+    probe_timer_.expires_after(pulse_);
+    probe_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || shutting_down_) return;
+      bool late = false;
+      for (const auto& m : heartbeats_->Snapshot().modules) {
+        if (m.peer_visible && m.last_heard_age_ms > 2 * pulse_.count()) late = true;
+      }
+      if (late) peer_probe_->Probe();
+      ArmProbeTimer();
+    });
   }
 
   void OnPeerChanged(const std::string& module, const cluster::PeerInfo& info) override {
@@ -366,8 +428,21 @@ class Daemon : public cluster::HeartbeatListener {
   void OnPeerLost(const std::string& module) override {
     auto it = modules_.find(module);
     if (it == modules_.end() || !it->second->controller) return;
-    log_->Warn("module " + module + ": peer " + peer_ + " lost (every heartbeat network silent)");
-    it->second->controller->PeerLost();
+    bool host_alive = peer_probe_ && peer_probe_->RefusedWithin(timeout_ + pulse_);
+    if (host_alive) {
+      std::string msg = "module " + module + ": peer " + peer_ +
+                        " stopped sending heartbeats but its node refuses connections on port " +
+                        std::to_string(cluster_.port) +
+                        ": the node is up and its hakitd is not; the application may still run "
+                        "there, so this node does not take over (check " + peer_ +
+                        ", or use hakit prim here)";
+      log_->Error(msg);
+      it->second->context->Log(sdk::LogLevel::kError, msg);
+      Record(module, "peer_lost", "", "", msg, {{"peer_host_alive", true}});
+    } else {
+      log_->Warn("module " + module + ": peer " + peer_ + " lost (every heartbeat network silent)");
+    }
+    it->second->controller->PeerLost(host_alive);
   }
 
   void OnNetworkStatus(const std::string& lan, bool up) override {
@@ -377,10 +452,34 @@ class Daemon : public cluster::HeartbeatListener {
 
   void OnRejected(const std::string& reason, const std::string& from) override {
     std::string msg = "heartbeat from " + from + " refused: " + reason;
+    // Frames we cannot authenticate, from where the peer should be: some
+    // node is there. Taking the primary role beside it could make two
+    // primaries, so until a valid heartbeat arrives the peer counts as
+    // present and unpairable (WAIT, never ALONE on our own).
+    bool key_problem = reason.find("cluster key") != std::string::npos ||
+                       reason.find("authentication") != std::string::npos;
+    if (key_problem && FromPeer(from)) {
+      for (auto& [name, m] : modules_) {
+        if (!m->controller || m->controller->facts().peer.visible) continue;
+        cluster::PeerView v;
+        v.visible = true;
+        v.config_matches = false;
+        v.name = peer_;
+        m->controller->UpdatePeer(v);
+      }
+    }
     log_->Error(msg);
     Record("", "auth_failure", "", "", msg, nlohmann::json::object());
     rejections_.push_back(msg);
     if (rejections_.size() > 10) rejections_.erase(rejections_.begin());
+  }
+
+  bool FromPeer(const std::string& from) const {
+    for (const auto& lan : cluster_.lans) {
+      auto addr = cluster_.AddressOf(peer_, lan.name);
+      if (addr.ok() && from.rfind(*addr, 0) == 0) return true;
+    }
+    return false;
   }
 
   void Publish(const std::string& module) {
@@ -518,6 +617,8 @@ class Daemon : public cluster::HeartbeatListener {
     auto finish = [this]() {
       if (control_) control_->Stop();
       if (heartbeats_) heartbeats_->Stop();
+      probe_timer_.cancel();
+      if (peer_probe_) peer_probe_->Stop();
       io_.stop();
     };
     if (*remaining == 0) {
@@ -536,6 +637,7 @@ class Daemon : public cluster::HeartbeatListener {
   std::shared_ptr<Logger> log_;
   asio::io_context io_;
   asio::signal_set signals_;
+  asio::steady_timer probe_timer_;
   config::ClusterConfig cluster_;
   std::string node_;
   std::string peer_;
@@ -547,6 +649,7 @@ class Daemon : public cluster::HeartbeatListener {
   std::chrono::milliseconds pulse_{700};
   std::chrono::milliseconds timeout_{30000};
   std::unique_ptr<cluster::HeartbeatService> heartbeats_;
+  std::unique_ptr<PeerProbe> peer_probe_;
   std::unique_ptr<control::ControlServer> control_;
   std::vector<std::string> rejections_;
   bool shutting_down_ = false;

@@ -128,7 +128,7 @@ void ModuleController::Apply(const Decision& d, const Event& cause) {
     facts_.state = d.next;
     facts_.target = d.next;
     facts_.handing_over = d.handing_over;
-    wait_reason_ = d.next == State::kWait ? d.reason : std::string();
+    SetWaitReason(d.next, d.reason);
     Log(sdk::LogLevel::kInfo, std::string(cluster::StateName(from)) + " -> " +
                                   cluster::StateName(d.next) + ": " + d.reason);
     callbacks_.record(d.history_kind, cluster::StateName(from), cluster::StateName(d.next),
@@ -256,7 +256,7 @@ void ModuleController::StepsFinished(Decision d, Status status, std::optional<St
   facts_.state = reached;
   facts_.target = reached;
   facts_.handing_over = !done.no_change && done.handing_over;
-  wait_reason_ = reached == State::kWait ? d.reason : std::string();
+  SetWaitReason(reached, d.reason);
   Log(sdk::LogLevel::kInfo, "now " + std::string(cluster::StateName(reached)) +
                                 (d.action.empty() ? "" : " (" + d.action + " took " +
                                                               std::to_string(took.count()) + " ms)"));
@@ -265,6 +265,15 @@ void ModuleController::StepsFinished(Decision d, Status status, std::optional<St
   callbacks_.persist(facts_);
   callbacks_.published();
   Settled();
+}
+
+void ModuleController::SetWaitReason(State state, const std::string& reason) {
+  if (state != State::kWait) {
+    wait_reason_.clear();
+    wait_override_.clear();
+    return;
+  }
+  wait_reason_ = wait_override_.empty() ? reason : wait_override_;
 }
 
 // The state is stable again: finish a shutdown or a stopstart, replay what
@@ -316,7 +325,7 @@ void ModuleController::UpdatePeer(const cluster::PeerView& view) {
   Handle({EventKind::kPeerChanged, {}});
 }
 
-void ModuleController::PeerLost() {
+void ModuleController::PeerLost(bool peer_host_alive) {
   if (!facts_.peer.visible) return;
   peer_lost_at_ = Clock::now();
   facts_.peer.visible = false;
@@ -325,6 +334,18 @@ void ModuleController::PeerLost() {
   callbacks_.record("peer_lost", cluster::StateName(facts_.state), cluster::StateName(facts_.state),
                     "every heartbeat network silent", nlohmann::json::object());
   callbacks_.published();
+  if (peer_host_alive) {
+    // The peer's node is up, only its daemon is gone: its application may
+    // still run. Decide as failover="off" would: wait for the operator.
+    bool failover = facts_.config.failover;
+    facts_.config.failover = false;
+    Handle({EventKind::kPeerLost, {}});
+    facts_.config.failover = failover;
+    wait_override_ = "the peer's node is up but its hakitd is not: the application may still run "
+                     "there; check it, then hakit prim on the node to trust";
+    if (facts_.state == State::kWait) wait_reason_ = wait_override_;
+    return;
+  }
   Handle({EventKind::kPeerLost, {}});
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -65,11 +66,13 @@ std::string StopPrim() {
          "pidfile=\"$SAFEUSERVAR/app.pid\"\n"
          "[ -f \"$pidfile\" ] || exit 0\n"
          "pid=$(cat \"$pidfile\")\n"
+         "# A zombie waiting for its reaper has stopped serving: not alive.\n"
+         "alive() { [ -e /proc/$1 ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status 2>/dev/null; }\n"
          "if [ \"$1\" = force ]; then kill -9 \"$pid\" 2>/dev/null; rm -f \"$pidfile\"; exit 0; fi\n"
          "kill \"$pid\" 2>/dev/null\n"
          "i=0\n"
-         "while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n"
-         "if kill -0 \"$pid\" 2>/dev/null; then \"$SAFE/safekit\" printe \"stop_prim: still running\"; exit 1; fi\n"
+         "while alive \"$pid\" && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done\n"
+         "if alive \"$pid\"; then \"$SAFE/safekit\" printe \"stop_prim: still running\"; exit 1; fi\n"
          "rm -f \"$pidfile\"\n";
 }
 
@@ -89,6 +92,8 @@ Result<std::unique_ptr<ClusterRig>> ClusterRig::Create(const RigOptions& options
 
 Status ClusterRig::Build() {
   if (options_.bin_dir.empty()) options_.bin_dir = ExecutableDir();
+  // For a post-mortem of a failed test: the roots (logs, history) stay.
+  if (std::getenv("HAKIT_RIG_KEEP") != nullptr) options_.keep_work_dir = true;
   for (const char* exe : {"hakitd", "hakit", "hakit-demo-app"}) {
     if (!fs::exists(options_.bin_dir / exe)) {
       return Status::NotFound(std::string(exe) + " not found in " + options_.bin_dir.string() +
@@ -355,6 +360,10 @@ std::optional<pid_t> ClusterRig::AppPid(const std::string& node) {
 bool ClusterRig::AppRunning(const std::string& node) {
   auto pid = AppPid(node);
   if (!pid) return false;
+  std::ifstream status("/proc/" + std::to_string(*pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) return false;
+  }
   // A zombie or a recycled pid is not our application.
   std::ifstream cmd("/proc/" + std::to_string(*pid) + "/cmdline");
   std::string text;

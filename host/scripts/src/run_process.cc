@@ -318,6 +318,11 @@ sdk::CommandResult RunProcess(const sdk::Command& command,
   }
   if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, out_write.get(), 1);
   if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&setup.actions, err_write.get(), 2);
+  // Descriptors opened without O_CLOEXEC (Boost.Asio's sockets are) must not
+  // leak into scripts, or into the applications they leave running: an
+  // application holding hakitd's listening socket would keep it open after
+  // the daemon died.
+  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3);
   if (rc == 0 && !command.working_dir.empty()) {
     rc = ::posix_spawn_file_actions_addchdir_np(&setup.actions, command.working_dir.c_str());
   }

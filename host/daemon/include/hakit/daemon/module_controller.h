@@ -78,8 +78,10 @@ class ModuleController {
   // A new view of the peer from heartbeats; raises kPeerChanged when it
   // differs in anything the state machine looks at.
   void UpdatePeer(const cluster::PeerView& view);
-  // Every heartbeat network went silent.
-  void PeerLost();
+  // Every heartbeat network went silent. `peer_host_alive`: the peer's node
+  // still answers on the network (its hakitd alone died), so this node must
+  // not take over on its own.
+  void PeerLost(bool peer_host_alive = false);
 
   // Stops the module (for daemon shutdown) and calls `done` once STOP.
   void Shutdown(std::function<void()> done);
@@ -99,6 +101,7 @@ class ModuleController {
   void StepsFinished(cluster::Decision d, sdk::Status status, std::optional<cluster::Step> failed,
                      std::chrono::milliseconds took);
   void Settled();
+  void SetWaitReason(cluster::State state, const std::string& reason);
   void ReplayDeferred();
   void ArmWaitTimer();
   void Log(sdk::LogLevel level, const std::string& message);
@@ -115,6 +118,8 @@ class ModuleController {
   std::thread worker_;
   std::string last_reason_;
   std::string wait_reason_;
+  // A better explanation than the decision's, for the next WAIT.
+  std::string wait_override_;
   std::function<void()> shutdown_done_;
   bool restart_after_ = false;
   int settle_depth_ = 0;
