@@ -61,6 +61,9 @@ struct Options {
   bool run_keepalived = true;
   bool keep = false;
   bool verbose = false;
+  // Drop what the cut node's kernel queued while its links were down before
+  // they come back (a reboot loses it); off: reproduces the rejoin split brain.
+  bool flush_neighbours = true;
   std::string keepalived = "keepalived";
 };
 
@@ -75,6 +78,8 @@ void Usage() {
   --only hakit|keepalived
   --keepalived PATH    keepalived binary (default: keepalived in PATH)
   --keep               keep work directories (logs) under /tmp
+  --no-flush           on restore, leave the cut node's neighbour table (and the
+                       frames its dead processes queued there) as it is
   --verbose            print more while running
 Needs root (network namespaces). Ends with:
   BENCH failover hakit_ms=<median> keepalived_ms=<median> ratio=<hakit/keepalived>
@@ -117,6 +122,16 @@ std::optional<std::string> VipWithPrefix(Testbed& bed, const std::string& netns,
 
 bool HasAddress(Testbed& bed, const std::string& netns, const std::string& vip) {
   return VipWithPrefix(bed, netns, vip).has_value();
+}
+
+// A node that lost power also lost its kernel's state: among it, the frames
+// its dead processes had queued while its links were down (IPv4 packets
+// waiting in the neighbour table for an ARP answer, up to unres_qlen of
+// them). A namespace keeps them, and sends them, seconds old, once its links
+// are back: the peer then hears the dead hakitd claim PRIM. Flushing the
+// neighbour table drops them, as a reboot would.
+void FlushNeighbours(Testbed& bed, const std::string& netns) {
+  bed.RunIn(netns, {"ip", "neigh", "flush", "all"}, 5s);
 }
 
 // The hub ports of every link of `host`.
@@ -248,13 +263,45 @@ class HakitBench {
   }
 
   // The cut node reboots and pairs back as SECOND.
-  Status Restore(const std::string& cut_node) {
+  // The survivor should stay primary throughout; anything else (the
+  // survivor stopping its application on a split brain when the cut node
+  // rejoins) is an outage of its own, reported in `note`.
+  Status Restore(const std::string& cut_node, std::string* note) {
+    const std::string survivor = rig_->Peer(cut_node);
+    auto wall0 = WallClock::now();
+    auto t0 = Clock::now();
     DropStaleVip(rig_->bed(), rig_->bed().NodeNamespace(cut_node), rig_->Vip());
+    if (o_.flush_neighbours) FlushNeighbours(rig_->bed(), rig_->bed().NodeNamespace(cut_node));
     if (Status s = rig_->RestoreNetwork(cut_node); !s.ok()) return s;
     if (Status s = rig_->StartDaemon(cut_node); !s.ok()) return s;
     auto prim = rig_->WaitPaired(30s);
     if (!prim.ok()) return prim.status();
     prim_ = *prim;
+    auto took = Clock::now() - t0;
+    std::string odd;
+    for (const auto& line : ReadLog(rig_->LayoutOf(survivor).ModuleLog(rig_->options().module))) {
+      if (line.at < wall0) continue;
+      if (line.message.find("split brain") != std::string::npos ||
+          line.message.find("-> WAIT") != std::string::npos ||
+          line.message.find("-> STOP") != std::string::npos) {
+        if (!odd.empty()) odd += "; ";
+        odd += survivor + ": " + line.message.substr(0, 160);
+      }
+    }
+    if (prim_ != survivor || !odd.empty()) {
+      // The logs outlive the rig: copied aside.
+      fs::path keep = fs::path("/tmp") / ("hakit-bench-failover-anomaly-" +
+                                          std::to_string(::getpid()) + "-" +
+                                          std::to_string(anomalies_++));
+      std::error_code ec;
+      for (const auto& n : rig_->nodes()) {
+        fs::create_directories(keep / n, ec);
+        fs::copy(rig_->LayoutOf(n).LogDir(), keep / n / "log", fs::copy_options::recursive, ec);
+      }
+      *note = "while " + cut_node + " rejoined (" + Fmt(Ms(took)) + " ms), " + prim_ +
+              " ended primary" + (odd.empty() ? "" : " [" + odd + "]") + "; logs in " +
+              keep.string();
+    }
     return Status::Ok();
   }
 
@@ -297,6 +344,7 @@ class HakitBench {
 
   Options o_;
   int setups_ = 0;
+  int anomalies_ = 0;
   std::unique_ptr<ClusterRig> rig_;
   std::unique_ptr<Prober> prober_;
   std::string prim_;
@@ -385,6 +433,7 @@ class KeepalivedBench {
   // it takes the VIP back by preemption.
   Status Restore() {
     DropStaleVip(*bed_, bed_->NodeNamespace("node1"), vip_);
+    if (o_.flush_neighbours) FlushNeighbours(*bed_, bed_->NodeNamespace("node1"));
     // A reboot empties /run: keepalived must not find its old pid files.
     for (const char* f : {"node1.pid", "node1-vrrp.pid", "node1-checkers.pid"}) {
       std::error_code ec;
@@ -592,6 +641,8 @@ int Main(int argc, char** argv) {
       }
     } else if (a == "--keepalived") {
       o.keepalived = value();
+    } else if (a == "--no-flush") {
+      o.flush_neighbours = false;
     } else if (a == "--keep") {
       o.keep = true;
     } else if (a == "--verbose" || a == "-v") {
@@ -635,6 +686,7 @@ int Main(int argc, char** argv) {
   }
 
   std::vector<RunResult> hr, kr;
+  std::vector<std::string> restore_anomalies;
   int hakit_failures = 0, keepalived_failures = 0;
   const int max_failures = std::max(3, o.runs / 2);
   // Interleaved: one run of each per round.
@@ -647,11 +699,15 @@ int Main(int argc, char** argv) {
     if (need_h) {
       auto r = hakit.RunOnce();
       Status restored;
-      std::string cut = hakit.primary();
       if (r.ok()) {
         hr.push_back(*r);
         PrintRun("hakit", static_cast<int>(hr.size()), *r);
-        restored = hakit.Restore(r->from);
+        std::string note;
+        restored = hakit.Restore(r->from, &note);
+        if (!note.empty()) {
+          restore_anomalies.push_back(note);
+          std::cout << "hakit restore ANOMALY: " << note << std::endl;
+        }
       } else {
         ++hakit_failures;
         std::cout << "hakit run failed: " << r.status().message() << std::endl;
@@ -714,6 +770,12 @@ int Main(int argc, char** argv) {
     std::cout << "keepalived (advert_int 0.1 s, node2 priority 100: master down after "
               << "3 x 100 + skew 61 = 361 ms): " << FormatSummary(ks) << "\n";
     PrintBreakdown("keepalived", kr, {"links_cut", "vip_netlink", "client_ok"});
+  }
+  if (!restore_anomalies.empty()) {
+    std::cout << "hakit: " << restore_anomalies.size()
+              << " restore(s) where the surviving primary did not simply stay primary when the "
+                 "cut node rejoined (not part of the failover figure):\n";
+    for (const auto& n : restore_anomalies) std::cout << "  " << n << "\n";
   }
   bool complete = (!o.run_hakit || static_cast<int>(hr.size()) >= o.runs) &&
                   (!o.run_keepalived || static_cast<int>(kr.size()) >= o.runs);

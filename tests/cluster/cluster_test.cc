@@ -283,6 +283,17 @@ TEST_F(ClusterTest, OneOfTwoHeartbeatNetworksCutDoesNotFailOverBothDo) {
   auto m = rig_->ModuleState(second);
   ASSERT_TRUE(m.ok());
   EXPECT_NE(m->value("wait_reason", "").find("hakit prim"), std::string::npos) << m->dump();
+  // They stay so: neither copy is silently preferred.
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  EXPECT_EQ(rig_->StateOf(prim), State::kWait);
+  EXPECT_EQ(rig_->StateOf(second), State::kWait);
+  // The operator keeps `second`'s data: it runs, the other follows it.
+  auto r = rig_->Command(second, "prim");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, 0) << r->error;
+  ASSERT_TRUE(rig_->WaitState(second, State::kPrim, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
+  EXPECT_TRUE(rig_->HasVip(second));
 }
 
 TEST_F(ClusterTest, DifferentConfigurationIsReportedAndNeverPaired) {
@@ -391,10 +402,14 @@ TEST_F(ClusterTest, HakitdAloneKilledOnPrimaryNeverLeavesTwoApplicationsOrTwoVip
   auto m = rig_->ModuleState(second);
   ASSERT_TRUE(m.ok());
   EXPECT_NE(m->value("wait_reason", "").find("hakitd is not"), std::string::npos) << m->dump();
-  // The daemon comes back: it first stops what its predecessor left running.
+  // The daemon comes back: it stops what its predecessor left running, then
+  // the module starts again and the pair forms anew (both copies are of the
+  // same generation), still never with two copies of the application.
   ASSERT_TRUE(rig_->StartDaemon(prim).ok());
-  EXPECT_FALSE(rig_->AppRunning(prim));
-  EXPECT_FALSE(rig_->HasVip(prim));
+  auto paired = rig_->WaitPaired(15s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message();
+  EXPECT_TRUE(rig_->AppRunning(*paired));
+  EXPECT_FALSE(rig_->AppRunning(rig_->Peer(*paired)));
   watch.Stop();
   EXPECT_EQ(watch.both_primary(), 0);
   EXPECT_EQ(watch.both_app(), 0);

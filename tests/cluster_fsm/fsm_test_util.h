@@ -58,6 +58,8 @@ inline const char* DataTag(DataStatus d) {
       return "up";
     case DataStatus::kStale:
       return "stale";
+    case DataStatus::kDiverged:
+      return "diverged";
     case DataStatus::kUnknown:
       return "unk";
   }
@@ -196,7 +198,8 @@ inline Facts Mirror(const Facts& f) {
 
 constexpr State kStates[] = {State::kStop, State::kWait, State::kAlone, State::kPrim,
                              State::kSecond};
-constexpr DataStatus kDatas[] = {DataStatus::kUpToDate, DataStatus::kStale, DataStatus::kUnknown};
+constexpr DataStatus kDatas[] = {DataStatus::kUpToDate, DataStatus::kStale, DataStatus::kUnknown,
+                                 DataStatus::kDiverged};
 
 // Any facts at all, including unlikely ones: the invariants must hold anyway.
 inline Facts RandomFacts(std::mt19937& rng) {

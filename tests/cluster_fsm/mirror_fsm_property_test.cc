@@ -98,13 +98,15 @@ std::string BrokenInvariant(const Facts& f, const Event& e, const Decision& d) {
   if (!d.no_change && d.handing_over && d.next != State::kSecond) {
     return "handing over outside SECOND";
   }
-  if (d.set_data == DataStatus::kStale && d.history_kind != "split_brain") {
-    return "data marked stale outside a split brain";
+  if (d.set_data == DataStatus::kDiverged && d.history_kind != "split_brain") {
+    return "data marked diverged outside a split brain";
   }
+  if (d.set_data == DataStatus::kStale) return "the state machine marks data stale";
   if (d.restart_after && d.next != State::kStop) return "restart_after without STOP";
   // Stale data never serves without the operator (or the primary handing over).
   if (!d.no_change && !f.busy && !IsPrimary(f.state) && IsPrimary(d.next) &&
-      f.data == DataStatus::kStale && e.kind != EventKind::kForcePrim && d.action != "swap") {
+      (f.data == DataStatus::kStale || f.data == DataStatus::kDiverged) &&
+      e.kind != EventKind::kForcePrim && d.action != "swap") {
     return "stale data becomes primary on its own";
   }
   // Both primary: whatever happens, the application stops (or is stopped).
@@ -112,7 +114,7 @@ std::string BrokenInvariant(const Facts& f, const Event& e, const Decision& d) {
     if (e.kind == EventKind::kStop) {
       if (d.next != State::kStop) return "stop during split brain";
     } else if (d.history_kind != "split_brain" || d.next != State::kWait ||
-               d.set_data != DataStatus::kStale) {
+               d.set_data != DataStatus::kDiverged) {
       return "split brain not handled";
     }
   }
@@ -205,7 +207,7 @@ TEST(MirrorFsmProperties, InvariantsExhaustiveWhenIdle) {
                 ++cases;
               }
             }
-  EXPECT_EQ(cases, 5L * 3 * 512 * 5 * 3 * 3 * 14);
+  EXPECT_EQ(cases, 5L * 3 * 512 * 5 * 4 * 4 * 14);
 }
 
 // Swapping local and peer always flips the answer (names differ).
@@ -230,7 +232,7 @@ TEST(MirrorFsmProperties, ElectionIsAntisymmetric) {
             EXPECT_NE(ElectLocalAsPrimary(f), ElectLocalAsPrimary(Mirror(f))) << Describe(f);
             ++cases;
           }
-  EXPECT_EQ(cases, 3 * 3 * 4 * 5 * 2);
+  EXPECT_EQ(cases, 4 * 4 * 4 * 5 * 2);
 
   std::mt19937 rng(7);
   for (int i = 0; i < 100000; ++i) {

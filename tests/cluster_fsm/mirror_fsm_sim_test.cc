@@ -37,6 +37,9 @@ struct Node {
   bool app_prim = false;
   bool app_second = false;
   bool vip = false;
+  // The operator's `hakit prim` made this node's data overrule the peer's
+  // (in hakitd, its new generation lists the peer's).
+  bool overrules = false;
 };
 
 bool SameView(const PeerView& a, const PeerView& b) {
@@ -257,6 +260,18 @@ class Sim {
       if (!n.alive) continue;
       if (link_ && other.alive) {
         n.silence = 0;
+        // What hakitd's generations say once the operator chose the peer:
+        // this copy is no longer diverged, only behind.
+        if (n.f.data == DataStatus::kDiverged && other.overrules) {
+          n.f.data = DataStatus::kStale;
+          n.inbox.push_back({EventKind::kPeerChanged, ""});
+        }
+        // Divergence is mutual: neither generation knows the other.
+        if (other.f.data == DataStatus::kDiverged && !other.overrules && !n.overrules &&
+            n.f.data != DataStatus::kDiverged) {
+          n.f.data = DataStatus::kDiverged;
+          n.inbox.push_back({EventKind::kPeerChanged, ""});
+        }
         PeerView v = ViewOf(other);
         if (!SameView(v, n.f.peer)) {
           n.f.peer = v;
@@ -291,7 +306,12 @@ class Sim {
       return;
     }
     if (d.no_change) return;
+    if (e.kind == EventKind::kForcePrim) {
+      n.overrules = true;
+      n_[1 - i].overrules = false;
+    }
     if (d.set_data) n.f.data = *d.set_data;
+    if (d.set_data == DataStatus::kDiverged) n.overrules = false;  // a new divergence
     n.f.handing_over = d.handing_over;
     if (d.restart_after) n.restart_after = true;
     if (!d.steps.empty()) {
@@ -447,7 +467,7 @@ TEST(MirrorFsmSim, SplitBrainStopsBothUntilTheOperatorChooses) {
   EXPECT_EQ(sim.Pair(), "WAIT/WAIT") << sim.trace();
   for (int i = 0; i < 2; ++i) {
     EXPECT_FALSE(sim.node(i).app_prim || sim.node(i).vip) << sim.trace();
-    EXPECT_EQ(sim.node(i).f.data, DataStatus::kStale);
+    EXPECT_EQ(sim.node(i).f.data, DataStatus::kDiverged);
   }
   // From here on, never two primaries again.
   sim.set_check_single_primary(true);

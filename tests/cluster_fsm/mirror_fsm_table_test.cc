@@ -14,7 +14,7 @@
 //        changed lost expired done failed:STEP failure:ACTION.
 // EXPECTED  nochange | defer | refused | NEXT (a state, or = for the local
 //        one) followed by the exact step list, then #kind, +ho, +again,
-//        +stale/+uptodate (set_data), and 'text' that the reason must contain.
+//        +diverged/+uptodate (set_data), and 'text' that the reason must contain.
 //
 // Every combination a line expands to is one case; the whole table runs in
 // milliseconds, like a scheduler's regression suite.
@@ -140,8 +140,8 @@ const char* const kTable[] = {
   "PRIM ; none|SECOND ; changed ; nochange",
 
   // ---- split brain: both primary, both stop the application ---------------------
-  "ALONE|PRIM ; ALONE|PRIM ; changed|lost|start|restart|swap|prim|second|stopstart|expired|failure:restart|failure:failover ; WAIT stop_prim remove_vip stop_both #split_brain +stale 'split brain: n1 and n2 are both primary'",
-  "ALONE|PRIM ; ALONE busy|PRIM busy|ALONE mismatch|PRIM mismatch|ALONE ho|PRIM ho ; changed ; WAIT stop_prim remove_vip stop_both #split_brain +stale 'use hakit prim'",
+  "ALONE|PRIM ; ALONE|PRIM ; changed|lost|start|restart|swap|prim|second|stopstart|expired|failure:restart|failure:failover ; WAIT stop_prim remove_vip stop_both #split_brain +diverged 'split brain: n1 and n2 are both primary'",
+  "ALONE|PRIM ; ALONE busy|PRIM busy|ALONE mismatch|PRIM mismatch|ALONE ho|PRIM ho ; changed ; WAIT stop_prim remove_vip stop_both #split_brain +diverged 'use hakit prim'",
 
   // ---- failback to defaultprim ------------------------------------------------------
   "PRIM defprim=n2 ; SECOND ; changed ; SECOND stop_prim remove_vip start_second #swap +ho 'defaultprim=n2: failback'",
@@ -302,6 +302,7 @@ State MustParseState(const std::string& s) {
 DataStatus ParseData(const std::string& s) {
   if (s == "up") return DataStatus::kUpToDate;
   if (s == "stale") return DataStatus::kStale;
+  if (s == "div") return DataStatus::kDiverged;
   if (s == "unk") return DataStatus::kUnknown;
   throw std::runtime_error("bad data '" + s + "'");
 }
@@ -410,8 +411,8 @@ Expect ParseExpect(const std::string& text) {
       e.handing_over = true;
     } else if (x == "+again") {
       e.restart_after = true;
-    } else if (x == "+stale") {
-      e.set_data = DataStatus::kStale;
+    } else if (x == "+diverged") {
+      e.set_data = DataStatus::kDiverged;
     } else if (x == "+uptodate") {
       e.set_data = DataStatus::kUpToDate;
     } else if (x[0] == '\'') {

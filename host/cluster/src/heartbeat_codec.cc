@@ -23,7 +23,9 @@ constexpr std::size_t kFixedPrefix = 4 + 2 + kKeyIdSize + 8 + 8;
 constexpr std::uint8_t kFlagBusy = 1 << 0;
 constexpr std::uint8_t kFlagHandingOver = 1 << 1;
 constexpr std::uint8_t kFlagWasLastPrim = 1 << 2;
-constexpr std::uint8_t kKnownFlags = kFlagBusy | kFlagHandingOver | kFlagWasLastPrim;
+constexpr std::uint8_t kFlagPeerGenerationKnown = 1 << 3;
+constexpr std::uint8_t kKnownFlags =
+    kFlagBusy | kFlagHandingOver | kFlagWasLastPrim | kFlagPeerGenerationKnown;
 
 // How many earlier runs of one sender are remembered as retired. A handful
 // covers a node restarted a few times while this one stayed up; more buys
@@ -209,11 +211,13 @@ Result<std::vector<std::uint8_t>> Encode(const Heartbeat& hb, const ClusterKey& 
   w.Str(hb.module);
   w.U8(static_cast<std::uint8_t>(hb.state));
   std::uint8_t flags = (hb.busy ? kFlagBusy : 0) | (hb.handing_over ? kFlagHandingOver : 0) |
-                       (hb.was_last_prim ? kFlagWasLastPrim : 0);
+                       (hb.was_last_prim ? kFlagWasLastPrim : 0) |
+                       (hb.peer_generation_known ? kFlagPeerGenerationKnown : 0);
   w.U8(flags);
   w.U8(static_cast<std::uint8_t>(hb.data));
   w.Bytes(hb.config_hash.data(), hb.config_hash.size());
   w.U64(hb.generation);
+  w.U64(hb.peer_generation_seen);
   w.U8(static_cast<std::uint8_t>(hb.resources.size()));
   for (const auto& r : hb.resources) {
     w.Str(r.name);
@@ -268,7 +272,9 @@ Result<Heartbeat> Decode(std::span<const std::uint8_t> frame, const ClusterKey& 
   std::uint8_t state = 0, flags = 0, data = 0, count = 0;
   if (!r.U8(&state, "state") || !r.U8(&flags, "flags") || !r.U8(&data, "data status") ||
       !r.Bytes(hb.config_hash.data(), hb.config_hash.size(), "config hash") ||
-      !r.U64(&hb.generation, "generation") || !r.U8(&count, "resource count")) {
+      !r.U64(&hb.generation, "generation") ||
+      !r.U64(&hb.peer_generation_seen, "peer generation seen") ||
+      !r.U8(&count, "resource count")) {
     return Truncated(r, frame.size(), error);
   }
   for (int i = 0; i < count; ++i) {
@@ -298,7 +304,7 @@ Result<Heartbeat> Decode(std::span<const std::uint8_t> frame, const ClusterKey& 
   if (state > static_cast<std::uint8_t>(State::kSecond)) {
     return Malformed("unknown state " + std::to_string(state), error);
   }
-  if (data > static_cast<std::uint8_t>(DataStatus::kUnknown)) {
+  if (data > static_cast<std::uint8_t>(DataStatus::kDiverged)) {
     return Malformed("unknown data status " + std::to_string(data), error);
   }
   if (flags & ~kKnownFlags) {
@@ -310,6 +316,7 @@ Result<Heartbeat> Decode(std::span<const std::uint8_t> frame, const ClusterKey& 
   hb.busy = flags & kFlagBusy;
   hb.handing_over = flags & kFlagHandingOver;
   hb.was_last_prim = flags & kFlagWasLastPrim;
+  hb.peer_generation_known = flags & kFlagPeerGenerationKnown;
   return hb;
 }
 

@@ -321,6 +321,8 @@ class HeartbeatService::Impl {
     hb.data = info.data;
     hb.config_hash = info.config_hash;
     hb.generation = info.generation;
+    hb.peer_generation_seen = info.peer_generation_seen;
+    hb.peer_generation_known = info.peer_generation_known;
     hb.resources = info.resources;
     return hb;
   }

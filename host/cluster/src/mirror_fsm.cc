@@ -60,6 +60,8 @@ const char* DataName(DataStatus d) {
       return "up to date";
     case DataStatus::kStale:
       return "stale";
+    case DataStatus::kDiverged:
+      return "diverged";
     case DataStatus::kUnknown:
       return "never synchronised";
   }
@@ -238,7 +240,7 @@ Decision SplitBrain(const Facts& f) {
                   "split brain: " + LocalName(f) + " and " + PeerName(f) +
                       " are both primary; the application is stopped on both and their data "
                       "may have diverged: use hakit prim on the node whose data to keep");
-  d.set_data = DataStatus::kStale;
+  d.set_data = DataStatus::kDiverged;
   return d;
 }
 
@@ -289,6 +291,13 @@ Decision GoAloneIfDataAllows(const Facts& f, const std::string& context) {
 // start-up wait expired) start alone.
 Decision EvaluateWait(const Facts& f, bool expired) {
   const PeerView& p = f.peer;
+  if (f.data == DataStatus::kDiverged) {
+    // Only the operator's choice ends a divergence. `hakit prim` on the other
+    // node makes its data overrule ours: the daemon then reports this copy
+    // as merely stale, and it follows as SECOND by the usual rule.
+    return NoChange(f, "data diverged from " + PeerName(f) +
+                           " (both ran ALONE): use hakit prim on the node whose data to keep");
+  }
   if (!p.visible) {
     if (!expired) return NoChange(f, "waiting for the peer");
     return GoAloneIfDataAllows(f, "wait expired, no peer");
@@ -339,7 +348,7 @@ Decision TakeOver(const Facts& f, const std::string& why, std::string kind) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
               why + ", failover=off: waiting; use hakit prim to start here");
   }
-  if (f.data == DataStatus::kStale) {
+  if (f.data == DataStatus::kStale || f.data == DataStatus::kDiverged) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
               why + ", data not synchronised: waiting; use hakit prim on the node you trust");
   }
@@ -386,6 +395,8 @@ Decision EvaluatePrimary(const Facts& f) {
   const PeerView& p = f.peer;
   if (!p.visible) return NoChange(f);
   if (IsPrimary(p.state)) return SplitBrain(f);
+  // The peer saw the split brain first and stopped: this side stops too.
+  if (f.data == DataStatus::kDiverged && p.config_matches) return SplitBrain(f);
   const std::string peer = PeerName(f);
   if (f.state == State::kAlone) {
     if (p.config_matches && p.state == State::kSecond && !p.busy) {

@@ -10,7 +10,8 @@ bool PeerInfo::SameAnnouncement(const PeerInfo& o) const {
   return a.visible == b.visible && a.config_matches == b.config_matches && a.state == b.state &&
          a.handing_over == b.handing_over && a.busy == b.busy && a.data == b.data &&
          a.was_last_prim == b.was_last_prim && a.name == b.name && boot_id == o.boot_id &&
-         generation == o.generation && config_hash == o.config_hash && resources == o.resources;
+         generation == o.generation && peer_generation_seen == o.peer_generation_seen &&
+         peer_generation_known == o.peer_generation_known && config_hash == o.config_hash && resources == o.resources;
 }
 
 PeerTable::PeerTable(std::size_t networks, std::chrono::milliseconds timeout)
@@ -81,6 +82,8 @@ void PeerTable::OnHeartbeat(std::size_t network, const Heartbeat& hb, TimePoint 
   next.boot_id = hb.boot_id;
   next.sequence = hb.sequence;
   next.generation = hb.generation;
+  next.peer_generation_seen = hb.peer_generation_seen;
+  next.peer_generation_known = hb.peer_generation_known;
   next.config_hash = hb.config_hash;
   next.resources = hb.resources;
 

@@ -275,7 +275,7 @@ class Daemon : public cluster::HeartbeatListener {
     if (m.description.nice_stop_timeout) t.nice_stop = *m.description.nice_stop_timeout;
     if (m.description.force_stop_timeout) t.force_stop = *m.description.force_stop_timeout;
     t.peer_wait = m.config.heart.timeout;
-    cluster::Facts facts = LoadFacts(name, &m.autostart);
+    cluster::Facts facts = LoadFacts(m);
     facts.config.failover = m.config.service.failover;
     facts.config.local_name = node_;
     switch (m.config.service.default_prim) {
@@ -297,16 +297,16 @@ class Daemon : public cluster::HeartbeatListener {
   // A node that stopped (or crashed) as PRIM or SECOND may have been
   // overtaken by its peer, which carried on alone: its data is stale until
   // proven otherwise. One that was ALONE holds the newest data.
-  cluster::Facts LoadFacts(const std::string& module, bool* autostart) {
+  cluster::Facts LoadFacts(ModuleRuntime& m) {
     cluster::Facts f;
-    std::ifstream in(StateFile(module));
+    std::ifstream in(StateFile(m.name));
     nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return f;
     auto state = cluster::ParseState(j.value("state", "STOP")).value_or(State::kStop);
-    std::string data = j.value("data", "unknown");
-    f.data = data == "up_to_date" ? cluster::DataStatus::kUpToDate
-             : data == "stale"    ? cluster::DataStatus::kStale
-                                  : cluster::DataStatus::kUnknown;
+    f.data = DataFromName(j.value("data", "unknown"));
+    m.generations.current = j.value("generation", std::uint64_t{0});
+    m.generations.history = j.value("history", std::vector<std::uint64_t>{});
+    m.persisted_state = State::kStop;
     f.was_last_prim = j.value("was_last_prim", false);
     if (state == State::kAlone) {
       f.data = cluster::DataStatus::kUpToDate;
@@ -315,19 +315,73 @@ class Daemon : public cluster::HeartbeatListener {
       f.data = cluster::DataStatus::kStale;
     }
     // A module that was running when the daemon went away starts again.
-    *autostart = cluster::IsRunning(state) || state == State::kWait;
+    m.autostart = cluster::IsRunning(state) || state == State::kWait;
     return f;
+  }
+
+  static const char* DataName(cluster::DataStatus d) {
+    switch (d) {
+      case cluster::DataStatus::kUpToDate: return "up_to_date";
+      case cluster::DataStatus::kStale: return "stale";
+      case cluster::DataStatus::kDiverged: return "diverged";
+      case cluster::DataStatus::kUnknown: return "unknown";
+    }
+    return "unknown";
+  }
+
+  static cluster::DataStatus DataFromName(const std::string& n) {
+    for (auto d : {cluster::DataStatus::kUpToDate, cluster::DataStatus::kStale,
+                   cluster::DataStatus::kDiverged}) {
+      if (n == DataName(d)) return d;
+    }
+    return cluster::DataStatus::kUnknown;
+  }
+
+  // Moves the generation on the transitions that change the data's lineage.
+  void TrackGeneration(ModuleRuntime& m, const cluster::Facts& f) {
+    if (f.state == m.persisted_state) return;
+    if (f.state == State::kAlone) {
+      std::uint64_t overruled = 0;
+      if (m.overrule_peer && heartbeats_) {
+        if (const cluster::PeerInfo* p = heartbeats_->Peer(m.name)) overruled = p->generation;
+      }
+      std::uint64_t before = m.generations.current;
+      m.generations.Advance(overruled);
+      m.overrule_peer = false;
+      nlohmann::json details = {{"generation", m.generations.current}, {"previous", before}};
+      if (overruled != 0) details["overruled_peer_generation"] = overruled;
+      Record(m.name, "state_change", "", "ALONE", "new data generation", details);
+    } else if (f.state == State::kSecond && heartbeats_) {
+      if (const cluster::PeerInfo* p = heartbeats_->Peer(m.name)) m.generations.Adopt(p->generation);
+    }
+    m.persisted_state = f.state;
+  }
+
+  // What the two generations say of this node's copy: the same as the
+  // peer's, newer (the peer's is in our history), older (ours is in the
+  // peer's, by the peer's own answer), or diverged (neither knows the other).
+  // Nullopt while the peer has not answered about our current generation.
+  std::optional<cluster::DataStatus> RelateGenerations(const ModuleRuntime& m,
+                                                       const cluster::PeerInfo& p) const {
+    const Generations& g = m.generations;
+    if (g.current == 0 && p.generation == 0) return cluster::DataStatus::kUnknown;
+    if (g.Knows(p.generation)) return cluster::DataStatus::kUpToDate;
+    if (p.peer_generation_seen != g.current) return std::nullopt;
+    return p.peer_generation_known ? cluster::DataStatus::kStale : cluster::DataStatus::kDiverged;
   }
 
   void PersistFacts(const std::string& module, const cluster::Facts& f) {
     std::filesystem::path path = StateFile(module);
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
-    const char* data = f.data == cluster::DataStatus::kUpToDate ? "up_to_date"
-                       : f.data == cluster::DataStatus::kStale  ? "stale"
-                                                                : "unknown";
+    auto it = modules_.find(module);
+    if (it == modules_.end()) return;
+    TrackGeneration(*it->second, f);
+    const Generations& gens = it->second->generations;
+    const char* data = DataName(f.data);
     nlohmann::json j = {{"state", cluster::StateName(f.state)}, {"data", data},
-                        {"was_last_prim", f.was_last_prim}};
+                        {"was_last_prim", f.was_last_prim}, {"generation", gens.current},
+                        {"history", gens.history}};
     // Written to a temporary file and renamed: a crash leaves the old or the
     // new file, never half of one.
     std::filesystem::path tmp = path;
@@ -411,6 +465,24 @@ class Daemon : public cluster::HeartbeatListener {
     auto& m = *it->second;
     cluster::PeerView v = info.view;
     v.name = peer_;
+    if (v.config_matches) {
+      if (auto rel = RelateGenerations(m, info)) {
+        if (*rel == cluster::DataStatus::kDiverged &&
+            m.controller->facts().data != cluster::DataStatus::kDiverged) {
+          std::string msg = "data diverged: this node's generation " +
+                            std::to_string(m.generations.current) + " and " + peer_ + "'s " +
+                            std::to_string(info.generation) +
+                            " both changed alone; use hakit prim on the node whose data to keep";
+          log_->Error("module " + module + ": " + msg);
+          Record(module, "split_brain", "", "", msg,
+                 {{"local_generation", m.generations.current},
+                  {"peer_generation", info.generation}});
+        }
+        m.controller->SetData(*rel);
+      }
+    }
+    // Our generation's answer to the peer may have changed: tell it.
+    Publish(module);
     if (!v.config_matches && m.config_match_reported != 1) {
       m.config_match_reported = 1;
       std::string msg = "peer " + peer_ + " runs module " + module +
@@ -493,6 +565,11 @@ class Daemon : public cluster::HeartbeatListener {
     info.was_last_prim = f.was_last_prim;
     info.data = f.data;
     info.config_hash = it->second->config_hash;
+    info.generation = it->second->generations.current;
+    if (const cluster::PeerInfo* p = heartbeats_->Peer(module)) {
+      info.peer_generation_seen = p->generation;
+      info.peer_generation_known = it->second->generations.Knows(p->generation);
+    }
     heartbeats_->SetLocal(module, info);
   }
 
@@ -544,6 +621,9 @@ class Daemon : public cluster::HeartbeatListener {
         return;
       }
       auto& c = *it->second->controller;
+      // hakit prim makes this node's data the reference: its next
+      // generation overrules whatever the peer did alone.
+      if (a->second == EventKind::kForcePrim) it->second->overrule_peer = true;
       std::string refused = c.Handle({a->second, r.command});
       if (!refused.empty()) {
         reply(Response::Fail(r.command + " " + r.module + ": " + refused));
@@ -590,9 +670,8 @@ class Daemon : public cluster::HeartbeatListener {
             {"script_failures", m->summary.script_failures},
             {"last_primary", m->summary.last_primary}}},
           {"details",
-           {{"data", f.data == cluster::DataStatus::kUpToDate ? "up_to_date"
-                     : f.data == cluster::DataStatus::kStale  ? "stale"
-                                                              : "unknown"},
+           {{"data", DataName(f.data)},
+            {"generation", m->generations.current},
             {"was_last_prim", f.was_last_prim},
             {"handing_over", f.handing_over},
             {"library", m->library_path.string()},

@@ -310,13 +310,25 @@ void ModuleController::ReplayDeferred() {
   --settle_depth_;
 }
 
+void ModuleController::SetData(cluster::DataStatus data) {
+  if (facts_.data == data) return;
+  // A running primary's data is the reference by definition, whatever a
+  // peer's stale view says; divergence is the exception that must stop it.
+  if (cluster::IsPrimary(facts_.state) && data != cluster::DataStatus::kDiverged) return;
+  facts_.data = data;
+  data_changed_ = true;  // the next UpdatePeer decides again
+  callbacks_.persist(facts_);
+  callbacks_.published();
+}
+
 void ModuleController::UpdatePeer(const cluster::PeerView& view) {
   const cluster::PeerView& old = facts_.peer;
   bool changed = old.visible != view.visible || old.state != view.state ||
                  old.config_matches != view.config_matches ||
                  old.handing_over != view.handing_over || old.busy != view.busy ||
                  old.data != view.data || old.was_last_prim != view.was_last_prim ||
-                 old.name != view.name;
+                 old.name != view.name || data_changed_;
+  data_changed_ = false;
   last_peer_heard_ = Clock::now();
   facts_.peer = view;
   if (!changed) return;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "hakit/loader/loader.h"
@@ -68,6 +69,28 @@ class ManagedVips : public VipSeam {
 };
 
 }  // namespace
+
+bool Generations::Knows(std::uint64_t g) const {
+  return g == current || std::find(history.begin(), history.end(), g) != history.end();
+}
+
+void Generations::Advance(std::uint64_t also) {
+  // Bounded: a lineage older than this is compared by a full sync anyway.
+  constexpr std::size_t kMaxHistory = 256;
+  history.push_back(current);
+  if (also != 0 && !Knows(also)) history.push_back(also);
+  std::random_device rd;
+  std::uint64_t g = 0;
+  while (g == 0 || Knows(g)) g = (std::uint64_t{rd()} << 32) ^ rd();
+  current = g;
+  if (history.size() > kMaxHistory) history.erase(history.begin(), history.end() - kMaxHistory);
+}
+
+void Generations::Adopt(std::uint64_t primary) {
+  if (primary == current || primary == 0) return;
+  if (!Knows(primary)) history.push_back(current);
+  current = primary;
+}
 
 std::unique_ptr<HookSeam> ModuleRuntime::MakeHookSeam() {
   return std::make_unique<LoadedHooks>(module, *context);

@@ -6,9 +6,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <future>
@@ -30,6 +32,8 @@ namespace {
 // Each socket read asks for at least this much room: with 1 MiB writes in
 // flight, fewer and larger reads keep the io thread's cost per byte low.
 constexpr std::size_t kReadChunk = 1u << 20;
+// OP frames at least this big have their data read straight into place.
+constexpr std::size_t kDirectReadMin = 128 * 1024;
 // A refused or failed connection gets this long to take its REFUSE frame.
 constexpr auto kRefuseLinger = std::chrono::seconds(2);
 
@@ -186,6 +190,8 @@ class ReplicationReceiver::Impl {
   void Accept();
   void OnAccepted(const SessionPtr& s);
   void Read(const SessionPtr& s);
+  void ReadMore(const SessionPtr& s);
+  bool StartDirectRead(const SessionPtr& s);
   bool ProcessFrames(const SessionPtr& s);
   bool OnHello(const SessionPtr& s, const Hello& hello);
   bool OnOp(const SessionPtr& s, OpFrame&& frame, std::size_t frame_bytes);
@@ -194,8 +200,8 @@ class ReplicationReceiver::Impl {
   void Send(const SessionPtr& s, std::string frame);
   void SendAck(const SessionPtr& s);
   void PumpWrites(const SessionPtr& s);
-  void Refuse(const SessionPtr& s, RefuseCode code, const std::string& reason);
-  void EndSession(const SessionPtr& s, const std::string& reason);
+  void Refuse(SessionPtr s, RefuseCode code, const std::string& reason);  // by value: s may be session_
+  void EndSession(SessionPtr s, const std::string& reason);  // by value: s may be session_
   void ResumeReading();
   void ApplierLoop();
   void FailApply(const Item& item, const Status& status);
@@ -361,18 +367,69 @@ void ReplicationReceiver::Impl::Read(const SessionPtr& s) {
           FlushDecoded(s);
           if (!go_on || s->closed || s->closing) return;
           if (s->handshaken) SendAck(s);  // one cumulative ACK per read
-          {
-            std::lock_guard lock(mu_);
-            if (backlog_bytes_ > options_.max_backlog_bytes) {
-              // The applier resumes us (ResumeReading) once it catches up.
-              s->read_paused = true;
-              reads_paused_ = true;
-              return;
-            }
-          }
-          Read(s);
+          if (s->handshaken && StartDirectRead(s)) return;
+          ReadMore(s);
         });
       });
+}
+
+void ReplicationReceiver::Impl::ReadMore(const SessionPtr& s) {
+  {
+    std::lock_guard lock(mu_);
+    if (backlog_bytes_ > options_.max_backlog_bytes) {
+      // The applier resumes us (ResumeReading) once it catches up.
+      s->read_paused = true;
+      reads_paused_ = true;
+      return;
+    }
+  }
+  Read(s);
+}
+
+// A large write whose fields are buffered is taken over from the reader:
+// its data is read from the socket straight into the operation, saving a
+// copy of every byte on the path that carries most of them.
+bool ReplicationReceiver::Impl::StartDirectRead(const SessionPtr& s) {
+  auto header = s->reader.PendingHeader();
+  if (!header || header->type != FrameType::kOp || header->length < kDirectReadMin) return false;
+  auto payload = s->reader.PendingPayload();
+  if (payload.size() < std::min<std::size_t>(header->length, kMaxOpPrefix)) return false;
+  std::size_t offset = 0;
+  auto frame = DecodeOpPrefix(*header, payload, &offset);
+  if (!frame.ok()) {
+    Refuse(s, RefuseCode::kProtocol, frame.status().message());
+    return true;
+  }
+  const std::size_t size = header->length - offset;
+  const std::size_t have = std::min(payload.size() - offset, size);
+  auto direct = std::make_shared<OpFrame>(std::move(*frame));
+  direct->op.data.resize(size);
+  std::memcpy(direct->op.data.data(), payload.data() + offset, have);
+  s->reader.ConsumePending(offset + have);
+  const std::size_t frame_bytes = kHeaderSize + header->length;
+  asio::async_read(
+      s->socket, asio::buffer(direct->op.data.data() + have, size - have),
+      [this, s, direct, frame_bytes](const boost::system::error_code& ec, std::size_t n) {
+        if (ec == asio::error::operation_aborted) return;
+        Guard(s, "read", [&] {
+          if (ec) {
+            EndSession(s, ec == asio::error::eof ? "the primary closed the connection"
+                                                 : "read failed: " + ec.message());
+            return;
+          }
+          s->last_rx = Clock::now();
+          {
+            std::lock_guard lock(mu_);
+            stats_.bytes_received += n;
+          }
+          bool go_on = OnOp(s, std::move(*direct), frame_bytes);
+          FlushDecoded(s);
+          if (!go_on || s->closed || s->closing) return;
+          SendAck(s);
+          ReadMore(s);
+        });
+      });
+  return true;
 }
 
 // Handles every whole frame buffered; false when the session is ending.
@@ -613,7 +670,7 @@ void ReplicationReceiver::Impl::PumpWrites(const SessionPtr& s) {
                     });
 }
 
-void ReplicationReceiver::Impl::Refuse(const SessionPtr& s, RefuseCode code,
+void ReplicationReceiver::Impl::Refuse(SessionPtr s, RefuseCode code,
                                        const std::string& reason) {
   if (s->closed || s->closing) return;
   std::string what = s->handshaken ? "ending the session with " : "refusing ";
@@ -637,7 +694,7 @@ void ReplicationReceiver::Impl::Refuse(const SessionPtr& s, RefuseCode code,
   });
 }
 
-void ReplicationReceiver::Impl::EndSession(const SessionPtr& s, const std::string& reason) {
+void ReplicationReceiver::Impl::EndSession(SessionPtr s, const std::string& reason) {
   if (s->closed) return;
   s->closed = true;
   boost::system::error_code ignored;

@@ -202,6 +202,7 @@ class ReplicationSender::Impl : public std::enable_shared_from_this<Impl> {
   Clock::time_point last_progress_{};
   Clock::time_point last_rx_{};
   bool lost_reported_ = true;  // false while on_peer_lost runs
+  bool stopping_ = false;      // Stop() is flushing: the peer closing is expected
   std::uint64_t ping_nonce_ = 0;
   SenderStats stats_;
 };
@@ -633,7 +634,7 @@ void ReplicationSender::Impl::Lost(const SessionPtr& s, const std::string& reaso
   PeerLost info;
   {
     std::lock_guard lock(mu_);
-    if (!s || session_ != s || state_ != SenderState::kReplicating) return;
+    if (!s || session_ != s || state_ != SenderState::kReplicating || stopping_) return;
     state_ = SenderState::kLost;
     lost_reported_ = false;
     stats_.peers_lost++;
@@ -683,6 +684,7 @@ void ReplicationSender::Impl::Stop() {
     std::unique_lock lock(mu_);
     if (state_ == SenderState::kStopped) return;
     s = session_;
+    stopping_ = true;
     if (state_ == SenderState::kReplicating && s) {
       // Queued frames go first, then BYE; give them a moment, not forever.
       Frame bye;

@@ -47,6 +47,23 @@ Result<std::optional<RawFrame>> FrameReader::Next() {
   return std::optional<RawFrame>(f);
 }
 
+std::optional<FrameHeader> FrameReader::PendingHeader() const {
+  if (need_ == 0 || buffered() < kHeaderSize) return std::nullopt;
+  auto header = DecodeHeader(std::span<const std::uint8_t>(buf_.data() + begin_, buffered()));
+  if (!header.ok()) return std::nullopt;
+  return *header;
+}
+
+std::span<const std::uint8_t> FrameReader::PendingPayload() const {
+  if (buffered() < kHeaderSize) return {};
+  return {buf_.data() + begin_ + kHeaderSize, buffered() - kHeaderSize};
+}
+
+void FrameReader::ConsumePending(std::size_t n) {
+  begin_ += std::min(buffered(), kHeaderSize + n);
+  need_ = 0;
+}
+
 Status TuneSocket(tcp::socket& socket, const TransportOptions& options) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);

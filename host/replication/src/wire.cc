@@ -115,6 +115,7 @@ class Reader {
   }
 
   std::size_t left() const { return in_.size() - pos_; }
+  std::size_t pos() const { return pos_; }
 
   // The error for a failed read, or for bytes left over when all went well.
   Status Error(const char* frame) const {
@@ -215,7 +216,10 @@ Status EncodeOpFields(std::uint64_t sequence, std::uint8_t dir_index, const Oper
   return Status::Ok();
 }
 
-Result<Message> DecodeOp(Reader& r) {
+// Everything of an OP payload but the data bytes, which must be exactly
+// `payload_size` minus what precedes them. `r` reads the payload from its
+// start and may hold only a prefix of it.
+Result<OpFrame> DecodeOpFields(Reader& r, std::size_t payload_size, std::size_t* data_offset) {
   OpFrame f;
   Operation& op = f.op;
   std::uint8_t kind = 0;
@@ -229,15 +233,16 @@ Result<Message> DecodeOp(Reader& r) {
             r.I64(&a_nsec, "atime") && r.I64(&m_sec, "mtime") && r.I64(&m_nsec, "mtime") &&
             r.Str8(&op.name, "xattr name") && r.U32(&data_len, "data length");
   if (!ok) return r.Error("OP");
+  const std::size_t offset = r.pos();
   if (data_len > kMaxOpData) {
     return Status::Corruption("malformed OP frame: data length " + std::to_string(data_len) +
                               " exceeds " + std::to_string(kMaxOpData));
   }
-  if (data_len != r.left()) {
+  if (data_len != payload_size - offset) {
     return Status::Corruption("malformed OP frame: data length " + std::to_string(data_len) +
-                              " but " + std::to_string(r.left()) + " bytes left in the payload");
+                              " but " + std::to_string(payload_size - offset) +
+                              " bytes left in the payload");
   }
-  r.Raw(&op.data, data_len, "data");
   if (kind < 1 || kind > kLastOpKind) {
     return Status::Corruption("malformed OP frame: unknown operation kind " +
                               std::to_string(kind));
@@ -252,7 +257,16 @@ Result<Message> DecodeOp(Reader& r) {
   if (Status s = ValidateOperation(op); !s.ok()) {
     return Status::Corruption("malformed OP frame: " + s.message());
   }
-  return Message(std::move(f));
+  *data_offset = offset;
+  return f;
+}
+
+Result<Message> DecodeOp(Reader& r, std::size_t payload_size) {
+  std::size_t offset = 0;
+  auto f = DecodeOpFields(r, payload_size, &offset);
+  if (!f.ok()) return f.status();
+  r.Raw(&f->op.data, payload_size - offset, "data");
+  return Message(std::move(*f));
 }
 
 bool Bool(Reader& r, bool* out, const char* f, bool* bad) {
@@ -397,7 +411,7 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
       return Message(std::move(f));
     }
     case FrameType::kOp:
-      return DecodeOp(r);
+      return DecodeOp(r, payload.size());
     case FrameType::kAck: {
       Ack a;
       bool ok = r.U64(&a.received, "received") && r.U64(&a.applied, "applied") &&
@@ -427,6 +441,17 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
     }
   }
   return Status::Corruption("unknown frame type");
+}
+
+Result<OpFrame> DecodeOpPrefix(const FrameHeader& header, std::span<const std::uint8_t> prefix,
+                               std::size_t* data_offset) {
+  if (header.type != FrameType::kOp) return Status::InvalidArgument("not an OP frame");
+  if (prefix.size() > header.length) prefix = prefix.first(header.length);
+  if (prefix.size() < std::min<std::size_t>(header.length, kMaxOpPrefix)) {
+    return Status::InvalidArgument("OP prefix too short to decode");
+  }
+  Reader r(prefix);
+  return DecodeOpFields(r, header.length, data_offset);
 }
 
 Result<Message> DecodeFrame(std::span<const std::uint8_t> frame) {

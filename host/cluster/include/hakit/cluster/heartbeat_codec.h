@@ -107,6 +107,12 @@ struct Heartbeat {
   DataStatus data = DataStatus::kUnknown;
   ConfigHash config_hash{};
   std::uint64_t generation = 0;
+  // The peer's generation this sender last heard, and whether that
+  // generation is in the sender's own generation history (the peer's data
+  // is an ancestor of, or equal to, the sender's). With both nodes' answers
+  // each can tell same / behind / ahead / diverged.
+  std::uint64_t peer_generation_seen = 0;
+  bool peer_generation_known = false;
   std::vector<ResourceState> resources;  // at most 255 entries
 
   bool operator==(const Heartbeat&) const = default;

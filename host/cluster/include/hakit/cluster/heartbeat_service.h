@@ -78,6 +78,8 @@ struct LocalInfo {
   DataStatus data = DataStatus::kUnknown;
   ConfigHash config_hash{};  // SHA-256 of the module configuration (Sha256())
   std::uint64_t generation = 0;
+  std::uint64_t peer_generation_seen = 0;  // see Heartbeat
+  bool peer_generation_known = false;
   std::vector<ResourceState> resources;
 
   bool operator==(const LocalInfo&) const = default;

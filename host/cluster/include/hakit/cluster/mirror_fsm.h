@@ -51,6 +51,10 @@ enum class DataStatus {
   kUpToDate,  // may serve as primary on its own
   kStale,     // the peer may hold newer data: never primary on its own
   kUnknown,   // never synchronised (fresh install): primary only by election
+  // Both nodes changed the data without each other (both ran ALONE): never
+  // merged silently, never primary on its own; the operator picks the
+  // winner (hakit prim there); the other one then resynchronises from it.
+  kDiverged,
 };
 
 // What this node knows of its peer, from heartbeats.

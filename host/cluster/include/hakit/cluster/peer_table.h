@@ -34,6 +34,8 @@ struct PeerInfo {
   std::uint64_t boot_id = 0;
   std::uint64_t sequence = 0;  // of the frame these fields come from
   std::uint64_t generation = 0;
+  std::uint64_t peer_generation_seen = 0;  // see Heartbeat
+  bool peer_generation_known = false;
   ConfigHash config_hash{};
   std::vector<ResourceState> resources;
 

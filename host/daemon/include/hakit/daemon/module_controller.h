@@ -75,6 +75,10 @@ class ModuleController {
   // cannot be carried out (empty when accepted or when not a command).
   std::string Handle(const cluster::Event& event);
 
+  // What the generations say of this node's data now that the peer is
+  // heard (same, behind, ahead, diverged). Takes effect at the next decision.
+  void SetData(cluster::DataStatus data);
+
   // A new view of the peer from heartbeats; raises kPeerChanged when it
   // differs in anything the state machine looks at.
   void UpdatePeer(const cluster::PeerView& view);
@@ -123,6 +127,7 @@ class ModuleController {
   std::function<void()> shutdown_done_;
   bool restart_after_ = false;
   int settle_depth_ = 0;
+  bool data_changed_ = false;
   // The state before the running steps began (the shown state may move).
   cluster::State pre_steps_state_ = cluster::State::kStop;
   std::chrono::steady_clock::time_point peer_lost_at_{};

@@ -17,6 +17,22 @@
 
 namespace hakit::daemon {
 
+// The lineage of a node's copy of the data. A new generation starts each
+// time the node runs as primary without a synchronised peer (it enters
+// ALONE); a secondary adopts its primary's. Comparing two nodes' generations
+// tells whose copy is newer, or that both changed alone (diverged).
+struct Generations {
+  std::uint64_t current = 0;           // 0: never ran (fresh install)
+  std::vector<std::uint64_t> history;  // earlier generations, oldest first
+
+  bool Knows(std::uint64_t g) const;
+  // Starts a new random generation; `also` joins the history (the peer's
+  // diverged generation the operator decided to overrule), if non-zero.
+  void Advance(std::uint64_t also = 0);
+  // Takes the primary's generation (after synchronising from it).
+  void Adopt(std::uint64_t primary);
+};
+
 struct ModuleRuntime {
   std::string name;
   config::ModuleConfig config;
@@ -32,6 +48,12 @@ struct ModuleRuntime {
   std::string config_hash_hex;
   std::unique_ptr<ModuleController> controller;
   bool autostart = false;
+  Generations generations;
+  // The state last persisted: transitions into ALONE and SECOND move the
+  // generation.
+  cluster::State persisted_state = cluster::State::kStop;
+  // Set by `hakit prim`: the next generation overrules the peer's.
+  bool overrule_peer = false;
   int config_match_reported = 0;
   struct Summary {
     int failovers = 0;

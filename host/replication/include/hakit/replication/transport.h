@@ -53,6 +53,16 @@ class FrameReader {
   // version is not checked here (see CheckVersion).
   sdk::Result<std::optional<RawFrame>> Next();
 
+  // After Next() returned no frame: the header of the incomplete frame at
+  // the front, if its header is buffered, and the payload bytes buffered so
+  // far. Lets a receiver take a large frame over (see ConsumePending).
+  std::optional<FrameHeader> PendingHeader() const;
+  std::span<const std::uint8_t> PendingPayload() const;
+  // Drops the incomplete frame's header and the `n` payload bytes buffered
+  // (n <= PendingPayload().size()): the caller reads the rest of the frame
+  // itself, then resumes with PrepareRead().
+  void ConsumePending(std::size_t n);
+
   // Bytes buffered but not yet returned as frames.
   std::size_t buffered() const { return end_ - begin_; }
 

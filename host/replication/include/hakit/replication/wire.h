@@ -188,6 +188,17 @@ sdk::Result<Message> DecodePayload(const FrameHeader& header,
 // fuzzing; connections decode incrementally (transport.h).
 sdk::Result<Message> DecodeFrame(std::span<const std::uint8_t> frame);
 
+// For a receiver that reads large write data straight into its final
+// buffer: decodes an OP payload up to its data. `prefix` holds the payload's
+// first bytes, at least min(header.length, kMaxOpPrefix). On success the
+// frame's op.data is empty, *data_offset is where the data starts in the
+// payload and header.length - *data_offset is its size; every check of
+// DecodePayload has been made except those on the data bytes (there are
+// none).
+inline constexpr std::size_t kMaxOpPrefix = kOpFixedSize + 2 * kMaxPathSize + kMaxXattrNameSize;
+sdk::Result<OpFrame> DecodeOpPrefix(const FrameHeader& header, std::span<const std::uint8_t> prefix,
+                                    std::size_t* data_offset);
+
 // Appends one whole frame (header and payload) to *out. Fails only with
 // InvalidArgument when a field exceeds its wire limit (module or node over
 // 255 bytes, paths over kMaxPathSize, data over kMaxOpData...), leaving *out
