@@ -33,7 +33,7 @@ case "$what" in
     ctest --output-on-failure -j 2 --timeout 600
     ;;
   demo)
-    "$build/host/cli/hakit" demo
+    "$build/bin/hakit" demo
     ;;
   *)
     echo "usage: $0 demo|test" >&2

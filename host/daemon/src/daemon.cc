@@ -624,7 +624,11 @@ class Daemon : public cluster::HeartbeatListener {
       // hakit prim makes this node's data the reference: its next
       // generation overrules whatever the peer did alone.
       if (a->second == EventKind::kForcePrim) it->second->overrule_peer = true;
+      std::string before = cluster::StateName(c.facts().state);
       std::string refused = c.Handle({a->second, r.command});
+      Record(r.module, "operator_command", before, cluster::StateName(c.facts().target),
+             "hakit " + r.command + (refused.empty() ? "" : ": " + refused),
+             {{"command", r.command}, {"refused", !refused.empty()}});
       if (!refused.empty()) {
         reply(Response::Fail(r.command + " " + r.module + ": " + refused));
         return;

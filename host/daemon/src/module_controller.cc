@@ -97,18 +97,12 @@ std::string ModuleController::Handle(const Event& event) {
   if (!d.refused.empty()) {
     last_reason_ = d.refused;
     Log(sdk::LogLevel::kWarning, d.refused);
-    if (IsOperatorCommand(event.kind)) {
-      callbacks_.record("operator_command", cluster::StateName(facts_.state),
-                        cluster::StateName(facts_.state), d.refused, {{"refused", true}});
-    }
     return d.refused;
   }
-  if (IsOperatorCommand(event.kind)) {
-    callbacks_.record("operator_command", cluster::StateName(facts_.state),
-                      cluster::StateName(d.no_change ? facts_.state : d.next),
-                      "hakit " + d.action, {{"event", static_cast<int>(event.kind)}});
+  if (d.no_change) {
+    if (IsOperatorCommand(event.kind) && !d.reason.empty()) last_reason_ = d.reason;
+    return {};
   }
-  if (d.no_change) return {};
   Apply(d, event);
   return {};
 }

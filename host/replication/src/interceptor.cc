@@ -262,6 +262,7 @@ struct Interceptor::State {
   OperationSink* sink = nullptr;
   bool xattrs = false;
   int threads = 8;
+  bool splice_reads = std::getenv("HAKIT_FUSE_NO_SPLICE") == nullptr;  // experiment knob
 
   int real_fd = -1;        // the directory underneath, opened before mounting
   int mount_root_fd = -1;  // O_PATH on the mount's root: wakes the loop at unmount
@@ -483,8 +484,15 @@ void* OnInit(fuse_conn_info* conn, fuse_config* cfg) {
   // We write as root, which does not clear set-user-ID bits: let the kernel
   // send those changes to us as chmod, so that they are replicated too.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-  // Write payloads must land in memory: they go to the sink as bytes.
+  // Write payloads are read into memory, not spliced: the sink needs the
+  // bytes in memory anyway (splicing would only speed up the sink-less
+  // benchmark mode, and needs pipes above pipe-max-size, CAP_SYS_RESOURCE).
   conn->want &= ~FUSE_CAP_SPLICE_READ;
+  // Read replies are spliced from the real file to the kernel when the
+  // pipe can hold them (libfuse falls back to a copy otherwise).
+  if (s->splice_reads && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
+    conn->want |= FUSE_CAP_SPLICE_WRITE;
+  }
   // The kernel applies the caller's umask; we create with the mode given.
   conn->want &= ~FUSE_CAP_DONT_MASK;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
@@ -639,11 +647,22 @@ int OnReadBuf(const char* path, fuse_bufvec** bufp, size_t size, off_t off, fuse
   });
 }
 
-int OnWrite(const char* path, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+// Writes `src` (memory, or a pipe when libfuse spliced the request) at
+// `off` in `fd`; returns the bytes written or -errno.
+ssize_t WriteFromBuf(int fd, fuse_bufvec* src, off_t off) {
+  fuse_bufvec dst = FUSE_BUFVEC_INIT(fuse_buf_size(src));
+  dst.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  dst.buf[0].fd = fd;
+  dst.buf[0].pos = off;
+  return fuse_buf_copy(&dst, src, static_cast<fuse_buf_copy_flags>(0));
+}
+
+int OnWriteBuf(const char* path, fuse_bufvec* src, off_t off, fuse_file_info* fi) {
   return Guard([&] {
     State* s = Self();
     FileHandle* h = FileOf(fi);
     if (h == nullptr || h->lock == nullptr) return -EBADF;
+    std::size_t size = fuse_buf_size(src);
     std::unique_lock<std::mutex> lock(h->lock->mu);
     // Page writeback (shared mmap) carries its own offset, even through an
     // O_APPEND descriptor.
@@ -652,21 +671,38 @@ int OnWrite(const char* path, const char* data, size_t size, off_t off, fuse_fil
       if (::fstat(h->fd, &st) != 0) return -errno;
       off = st.st_size;
     }
-    ssize_t n = ::pwrite(h->fd, data, size, off);
+    bool replicate = s->sink != nullptr && path != nullptr;
+    if (!replicate) {
+      // Straight from libfuse's buffer (or spliced from its pipe) to disk.
+      ssize_t n = WriteFromBuf(h->fd, src, off);
+      if (n < 0) return static_cast<int>(n);
+      s->bytes_written.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+      if (s->sink == nullptr) {
+        s->operations.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        // Unlinked while open: no name to replicate it under.
+        s->unreplicated_writes.fetch_add(1, std::memory_order_relaxed);
+      }
+      return static_cast<int>(n);
+    }
+    // The sink needs the bytes: take them into the operation, then write
+    // from there.
+    Operation op = MakeOp(OpKind::kWrite, path);
+    if (src->count == 1 && !(src->buf[0].flags & FUSE_BUF_IS_FD)) {
+      op.data.assign(static_cast<const char*>(src->buf[0].mem), size);
+    } else {
+      op.data.resize(size);
+      fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+      mem.buf[0].mem = op.data.data();
+      ssize_t got = fuse_buf_copy(&mem, src, static_cast<fuse_buf_copy_flags>(0));
+      if (got < 0) return static_cast<int>(got);
+      op.data.resize(static_cast<std::size_t>(got));
+    }
+    ssize_t n = ::pwrite(h->fd, op.data.data(), op.data.size(), off);
     if (n < 0) return -errno;
     s->bytes_written.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    if (s->sink == nullptr) {
-      s->operations.fetch_add(1, std::memory_order_relaxed);
-      return static_cast<int>(n);
-    }
-    if (path == nullptr) {
-      // Unlinked while open: no name to replicate it under.
-      s->unreplicated_writes.fetch_add(1, std::memory_order_relaxed);
-      return static_cast<int>(n);
-    }
-    Operation op = MakeOp(OpKind::kWrite, path);
+    op.data.resize(static_cast<std::size_t>(n));
     op.offset = static_cast<std::uint64_t>(off);
-    op.data.assign(data, static_cast<std::size_t>(n));
     std::optional<std::uint64_t> ticket = Submit(s, std::move(op));
     lock.unlock();
     return Finish(s, ticket, static_cast<int>(n));
@@ -1109,7 +1145,7 @@ fuse_operations MakeOperations(bool xattrs) {
   ops.open = OnOpen;
   ops.create = OnCreate;
   ops.read_buf = OnReadBuf;
-  ops.write = OnWrite;
+  ops.write_buf = OnWriteBuf;
   ops.truncate = OnTruncate;
   ops.fallocate = OnFallocate;
   ops.chmod = OnChmod;

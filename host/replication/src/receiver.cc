@@ -6,7 +6,6 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <condition_variable>
@@ -192,6 +191,8 @@ class ReplicationReceiver::Impl {
   void Read(const SessionPtr& s);
   void ReadMore(const SessionPtr& s);
   bool StartDirectRead(const SessionPtr& s);
+  void DirectRead(const SessionPtr& s, std::shared_ptr<OpFrame> direct, std::size_t have,
+                  std::size_t frame_bytes);
   bool ProcessFrames(const SessionPtr& s);
   bool OnHello(const SessionPtr& s, const Hello& hello);
   bool OnOp(const SessionPtr& s, OpFrame&& frame, std::size_t frame_bytes);
@@ -373,6 +374,39 @@ void ReplicationReceiver::Impl::Read(const SessionPtr& s) {
       });
 }
 
+// Reads the rest of a taken-over OP frame's data, chunk by chunk so that
+// the idle watchdog sees a slow but live primary.
+void ReplicationReceiver::Impl::DirectRead(const SessionPtr& s, std::shared_ptr<OpFrame> direct,
+                                           std::size_t have, std::size_t frame_bytes) {
+  std::string& data = direct->op.data;
+  if (have == data.size()) {
+    bool go_on = OnOp(s, std::move(*direct), frame_bytes);
+    FlushDecoded(s);
+    if (!go_on || s->closed || s->closing) return;
+    SendAck(s);
+    ReadMore(s);
+    return;
+  }
+  s->socket.async_read_some(
+      asio::buffer(data.data() + have, data.size() - have),
+      [this, s, direct, have, frame_bytes](const boost::system::error_code& ec, std::size_t n) {
+        if (ec == asio::error::operation_aborted) return;
+        Guard(s, "read", [&] {
+          if (ec) {
+            EndSession(s, ec == asio::error::eof ? "the primary closed the connection"
+                                                 : "read failed: " + ec.message());
+            return;
+          }
+          s->last_rx = Clock::now();
+          {
+            std::lock_guard lock(mu_);
+            stats_.bytes_received += n;
+          }
+          DirectRead(s, direct, have + n, frame_bytes);
+        });
+      });
+}
+
 void ReplicationReceiver::Impl::ReadMore(const SessionPtr& s) {
   {
     std::lock_guard lock(mu_);
@@ -406,29 +440,7 @@ bool ReplicationReceiver::Impl::StartDirectRead(const SessionPtr& s) {
   direct->op.data.resize(size);
   std::memcpy(direct->op.data.data(), payload.data() + offset, have);
   s->reader.ConsumePending(offset + have);
-  const std::size_t frame_bytes = kHeaderSize + header->length;
-  asio::async_read(
-      s->socket, asio::buffer(direct->op.data.data() + have, size - have),
-      [this, s, direct, frame_bytes](const boost::system::error_code& ec, std::size_t n) {
-        if (ec == asio::error::operation_aborted) return;
-        Guard(s, "read", [&] {
-          if (ec) {
-            EndSession(s, ec == asio::error::eof ? "the primary closed the connection"
-                                                 : "read failed: " + ec.message());
-            return;
-          }
-          s->last_rx = Clock::now();
-          {
-            std::lock_guard lock(mu_);
-            stats_.bytes_received += n;
-          }
-          bool go_on = OnOp(s, std::move(*direct), frame_bytes);
-          FlushDecoded(s);
-          if (!go_on || s->closed || s->closing) return;
-          SendAck(s);
-          ReadMore(s);
-        });
-      });
+  DirectRead(s, std::move(direct), have, kHeaderSize + header->length);
   return true;
 }
 
