@@ -128,7 +128,8 @@ TEST(heartbeat_codec, FlippedBitInEachRegion) {
   length_bytes.insert(off);  // sender length
   off += 1 + hb.sender.size();
   length_bytes.insert(off);                  // module length
-  off += 1 + hb.module.size() + 3 + 32 + 8;  // state, flags, data, hash, generation
+  // state, flags, data, hash, generation, peer generation seen
+  off += 1 + hb.module.size() + 3 + 32 + 8 + 8;
   length_bytes.insert(off);                  // resource count
   off += 1;
   for (const auto& r : hb.resources) {

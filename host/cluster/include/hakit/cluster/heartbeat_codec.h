@@ -12,10 +12,12 @@
 //   30      1+n   sender node name
 //   ..      1+n   module name ("" for a node-level frame: liveness only)
 //   ..      1     state (hakit::cluster::State)
-//   ..      1     flags: bit0 busy, bit1 handing_over, bit2 was_last_prim
+//   ..      1     flags: bit0 busy, bit1 handing_over, bit2 was_last_prim,
+//                 bit3 peer_generation_known
 //   ..      1     data status (hakit::cluster::DataStatus)
 //   ..      32    config hash: SHA-256 of the module configuration
-//   ..      8     data generation (opaque)
+//   ..      8     data generation
+//   ..      8     the peer's generation this sender last heard
 //   ..      1     resource count, then per resource: 1+n name, 1 state
 //   ..      32    HMAC-SHA256(cluster key, every byte before it)
 //
