@@ -16,6 +16,13 @@
 // SIGKILLs its keepalived and application; node1 then reboots the same way
 // and takes the VIP back (preemption) before the next run.
 //
+// The cut is one instant for every link of the node (LinksDownNow: ioctls
+// on the hub ports from this process; `ip` would take a fork and an exec per
+// link, letting a heartbeat through on the second lan). It is the time
+// origin. A "reboot" also flushes the node's neighbour table: a namespace,
+// unlike a powered-off machine, keeps the frames its dead processes queued
+// for ARP resolution and sends them once the links are back (see --no-flush).
+//
 // The client loop runs in the client namespace all the time: a new TCP
 // connection every 5 ms, each given up after 100 ms, so that a SYN lost to
 // the dead node does not hide the recovery. Runs of the two systems are
@@ -51,7 +58,7 @@ using sdk::Status;
 using testbed::Testbed;
 
 struct Options {
-  int runs = 11;
+  int runs = 21;
   int lans = 2;
   std::chrono::milliseconds pulse{100};
   std::chrono::milliseconds timeout{300};
@@ -70,7 +77,7 @@ struct Options {
 void Usage() {
   std::cout <<
       R"(usage: hakit-bench-failover [options]
-  --runs N             measured runs per system (default 11; at least 10 for a report)
+  --runs N             measured runs per system (default 21; at least 10 for a report)
   --lans 1|2           heartbeat lans of the hakit cluster (default 2, the rig's default)
   --pulse MS           hakit heartbeat pulse (default 100)
   --timeout MS         hakit heartbeat timeout (default 300)
@@ -580,6 +587,23 @@ void PrintRun(const char* who, int i, const RunResult& r) {
   std::cout << ")" << std::endl;
 }
 
+// The summary of (mark `to` - mark `from`) over the runs that have both;
+// "" for `from` means the cut.
+Summary Between(const std::vector<RunResult>& runs, const std::string& from,
+                const std::string& to) {
+  std::vector<double> v;
+  for (const auto& r : runs) {
+    auto b = r.marks.find(to);
+    if (b == r.marks.end()) continue;
+    if (from.empty()) {
+      v.push_back(b->second);
+    } else if (auto a = r.marks.find(from); a != r.marks.end()) {
+      v.push_back(b->second - a->second);
+    }
+  }
+  return Summarize(v);
+}
+
 // Median milestone times and the median length of each segment between
 // consecutive milestones (each run contributes its own difference).
 void PrintBreakdown(const char* who, const std::vector<RunResult>& runs,
@@ -761,6 +785,12 @@ int Main(int argc, char** argv) {
   if (o.run_hakit) {
     std::cout << "hakit (pulse " << o.pulse.count() << " ms, timeout " << o.timeout.count()
               << " ms, lans=" << o.lans << "): " << FormatSummary(hs) << "\n";
+    std::cout << "  detection (cut -> peer lost):            "
+              << FormatSummary(Between(hr, "", "peer_lost")) << "\n"
+              << "  takeover (peer lost -> client reply):    "
+              << FormatSummary(Between(hr, "peer_lost", "client_ok")) << "\n"
+              << "    of which VIP step (netlink add -> step done, gratuitous ARP socket): "
+              << FormatSummary(Between(hr, "vip_netlink", "vip_added")) << "\n";
     PrintBreakdown("hakit", hr,
                    {"links_cut", "net_silent", "peer_lost", "decided", "stop_second_begin", "stop_second_end",
                     "vip_netlink", "vip_added", "start_prim_begin", "start_prim_printi",
@@ -769,6 +799,10 @@ int Main(int argc, char** argv) {
   if (o.run_keepalived) {
     std::cout << "keepalived (advert_int 0.1 s, node2 priority 100: master down after "
               << "3 x 100 + skew 61 = 361 ms): " << FormatSummary(ks) << "\n";
+    std::cout << "  detection + transition (cut -> VIP added): "
+              << FormatSummary(Between(kr, "", "vip_netlink")) << "\n"
+              << "  VIP added -> client reply:                 "
+              << FormatSummary(Between(kr, "vip_netlink", "client_ok")) << "\n";
     PrintBreakdown("keepalived", kr, {"links_cut", "vip_netlink", "client_ok"});
   }
   if (!restore_anomalies.empty()) {
@@ -781,16 +815,14 @@ int Main(int argc, char** argv) {
                   (!o.run_keepalived || static_cast<int>(kr.size()) >= o.runs);
   if (!complete) std::cout << "WARNING: fewer successful runs than asked\n";
   if (o.runs < 10) std::cout << "WARNING: fewer than 10 runs: not a report figure\n";
-  char line[200];
-  std::snprintf(line, sizeof line, "BENCH failover hakit_ms=%s keepalived_ms=%s ratio=%s",
-                hs.n ? Fmt(hs.median).c_str() : "NA", ks.n ? Fmt(ks.median).c_str() : "NA",
-                hs.n && ks.n && ks.median > 0
-                    ? [&] {
-                        char b[32];
-                        std::snprintf(b, sizeof b, "%.2f", hs.median / ks.median);
-                        return std::string(b);
-                      }().c_str()
-                    : "NA");
+  std::string ratio = "NA";
+  if (hs.n && ks.n && ks.median > 0) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", hs.median / ks.median);
+    ratio = b;
+  }
+  std::string line = "BENCH failover hakit_ms=" + (hs.n ? Fmt(hs.median) : "NA") +
+                     " keepalived_ms=" + (ks.n ? Fmt(ks.median) : "NA") + " ratio=" + ratio;
   std::cout << line << std::endl;
   return complete ? 0 : 1;
 }

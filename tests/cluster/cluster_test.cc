@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <atomic>
 #include <thread>
 
@@ -90,13 +92,21 @@ class DoublePrimaryWatch {
   int samples() const { return samples_; }
 
  private:
+  // The two nodes are read one after the other: a hand-over between the
+  // reads would look like an overlap. Reading node1 again after node2 and
+  // requiring it both times leaves only real overlaps.
+  template <typename Probe>
+  static bool Both(Probe probe) {
+    return probe("node1") && probe("node2") && probe("node1");
+  }
+
   void Run() {
     while (!stop_) {
-      bool p1 = cluster::IsPrimary(rig_.StateOf("node1"));
-      bool p2 = cluster::IsPrimary(rig_.StateOf("node2"));
-      if (p1 && p2) ++both_primary_;
-      if (rig_.AppRunning("node1") && rig_.AppRunning("node2")) ++both_app_;
-      if (check_vip_ && rig_.HasVip("node1") && rig_.HasVip("node2")) ++both_vip_;
+      if (Both([&](const char* n) { return cluster::IsPrimary(rig_.StateOf(n)); })) {
+        ++both_primary_;
+      }
+      if (Both([&](const char* n) { return rig_.AppRunning(n); })) ++both_app_;
+      if (check_vip_ && Both([&](const char* n) { return rig_.HasVip(n); })) ++both_vip_;
       ++samples_;
       std::this_thread::sleep_for(5ms);
     }
@@ -414,6 +424,88 @@ TEST_F(ClusterTest, HakitdAloneKilledOnPrimaryNeverLeavesTwoApplicationsOrTwoVip
   EXPECT_EQ(watch.both_primary(), 0);
   EXPECT_EQ(watch.both_app(), 0);
   EXPECT_EQ(watch.both_vip(), 0);
+}
+
+TEST_F(ClusterTest, DaemonStoppedWithSigtermStopsTheModuleAndThePeerTakesOver) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->StopDaemon(prim).ok());  // SIGTERM, exit code 0
+  EXPECT_FALSE(rig_->AppRunning(prim));
+  EXPECT_FALSE(rig_->HasVip(prim));
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(prim), "stop_prim PRIM STOP stop"));
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+  EXPECT_TRUE(rig_->HasVip(second));
+  auto reply = rig_->ClientRequest(2s);
+  ASSERT_TRUE(reply.ok()) << reply.status().message();
+  EXPECT_NE(reply->find("hello from " + second), std::string::npos) << *reply;
+}
+
+TEST_F(ClusterTest, RestartRunsTheScriptsAgainLocallyWithoutFailover) {
+  MakeRig();
+  StartBoth();
+  std::string prim = Paired();
+  ASSERT_FALSE(prim.empty());
+  std::string second = rig_->Peer(prim);
+  auto r = rig_->Command(prim, "restart");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, 0) << r->error;
+  ASSERT_TRUE(rig_->WaitPaired(10s).ok());
+  EXPECT_EQ(rig_->StateOf(prim), State::kPrim);
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(prim), "stop_prim PRIM PRIM restart"));
+  EXPECT_TRUE(Contains(rig_->ScriptCalls(prim), "start_prim PRIM PRIM restart"));
+  EXPECT_FALSE(Contains(rig_->ScriptCalls(second), "start_prim"));
+  EXPECT_TRUE(rig_->AppRunning(prim));
+}
+
+TEST_F(ClusterTest, FailingStartPrimStopsTheModuleAndThePeerStarts) {
+  RigOptions o;
+  o.defaultprim = "node1";
+  MakeRig(o);
+  // The same script on both nodes (the configuration hash covers bin/):
+  // it fails on node1 only.
+  std::string start_prim =
+      "#!/bin/sh\n"
+      "echo \"$(basename \"$0\") $*\" >> \"$SAFEUSERVAR/calls.log\"\n"
+      "if [ \"$SAFENODE\" = node1 ]; then \"$SAFE/safekit\" printe \"cannot start\"; exit 3; fi\n"
+      "\"$APP\" --port \"$APP_PORT\" --name \"$SAFENODE\" >/dev/null 2>&1 &\n"
+      "echo $! > \"$SAFEUSERVAR/app.pid\"\n";
+  for (const auto& n : rig_->nodes()) ASSERT_TRUE(rig_->WriteScript(n, "start_prim", start_prim).ok());
+  StartBoth();
+  // node1 is elected (defaultprim), its start_prim fails: it stops, with
+  // the failure recorded, and node2 runs the application instead.
+  ASSERT_TRUE(rig_->WaitState("node2", State::kAlone, 15s).ok());
+  ASSERT_TRUE(rig_->WaitState("node1", State::kStop, 10s).ok());
+  EXPECT_TRUE(rig_->HasVip("node2"));
+  EXPECT_FALSE(rig_->HasVip("node1"));
+  ASSERT_TRUE(rig_->StopDaemon("node1").ok());
+  auto events = History("node1");
+  const history::Event* failure = Find(events, "script_failure");
+  ASSERT_NE(failure, nullptr);
+  EXPECT_NE(failure->reason.find("exited with code 3"), std::string::npos) << failure->reason;
+}
+
+TEST_F(ClusterTest, VirtualAddressInUseElsewhereIsRefusedWithItsHolder) {
+  MakeRig();
+  std::string text = rig_->DefaultUserConfig();
+  auto pos = text.find("where=\"one_side_alias\"");
+  ASSERT_NE(pos, std::string::npos);
+  text.insert(pos, "check=\"on\" ");
+  for (const auto& n : rig_->nodes()) ASSERT_TRUE(rig_->WriteUserConfig(n, text).ok());
+  // The client already answers for the VIP.
+  auto held = rig_->bed().RunIn(rig_->bed().ClientNamespace(),
+                                {"ip", "addr", "add", rig_->Vip() + "/25", "dev", "lan0"}, 5s);
+  ASSERT_TRUE(held.ok() && held->status.code == 0);
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->Command("node1", "start").ok());
+  ASSERT_TRUE(rig_->WaitState("node1", State::kStop, 10s).ok());
+  EXPECT_FALSE(rig_->HasVip("node1"));
+  auto log = rig_->LayoutOf("node1").ModuleLog("demo");
+  std::ifstream in(log);
+  std::string all((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(all.find("already in use on the network"), std::string::npos) << all;
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <string>
 
@@ -156,11 +158,25 @@ TEST_F(LifecycleTest, MountCleansAStaleMountItself) {
   ExpectMirrored();
 }
 
+// Descriptors of this process open on the real file `rel` (the daemon's).
+int CountRealDescriptors(int dir_fd, const char* rel) {
+  struct stat target{};
+  if (::fstatat(dir_fd, rel, &target, 0) != 0) return -1;
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = std::atoi(entry.path().filename().c_str());
+    struct stat st{};
+    if (::fstat(fd, &st) == 0 && st.st_dev == target.st_dev && st.st_ino == target.st_ino) ++count;
+  }
+  return count;
+}
+
 TEST_F(LifecycleTest, UnmountWithAnOpenFileIsLazyAndDoesNotHang) {
   ASSERT_NO_FATAL_FAILURE(MountPrimary());
   int fd = ::open(P("open").c_str(), O_RDWR | O_CREAT, 0644);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::write(fd, "before", 6), 6);
+  EXPECT_EQ(CountRealDescriptors(fs_->real_dir_fd(), "open"), 1);
   auto start = std::chrono::steady_clock::now();
   sdk::Status unmounted = fs_->Unmount();
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -168,11 +184,15 @@ TEST_F(LifecycleTest, UnmountWithAnOpenFileIsLazyAndDoesNotHang) {
   EXPECT_LT(took, 5.0);
   EXPECT_FALSE(IsFuseMounted(data_));
   EXPECT_FALSE(IsFuseFs(data_));
+  // The interceptor let go of the real file it held for the application.
+  EXPECT_EQ(CountRealDescriptors(fs_->real_dir_fd(), "open"), 0);
   // The descriptor opened through the mount is dead, not hanging.
   EXPECT_EQ(::write(fd, "after", 5), -1);
   EXPECT_TRUE(errno == ENOTCONN || errno == ECONNABORTED) << std::strerror(errno);
   // close(2) may report the dead connection too; the descriptor is freed.
-  if (::close(fd) != 0) EXPECT_TRUE(errno == ENOTCONN || errno == ECONNABORTED);
+  if (::close(fd) != 0) {
+    EXPECT_TRUE(errno == ENOTCONN || errno == ECONNABORTED) << std::strerror(errno);
+  }
   // The real directory is back at its path, with what was written.
   EXPECT_EQ(ReadFile(data_ + "/open"), "before");
   EXPECT_TRUE(fs_->Unmount().ok());
@@ -195,6 +215,31 @@ TEST_F(LifecycleTest, RefusesASecondLiveMountAndRemountsAfterUnmount) {
   fs_ = std::move(again).value();
   EXPECT_EQ(ReadFile(P("one")), "1");
   ASSERT_TRUE(WriteFile(P("two"), "2"));
+  ExpectMirrored();
+}
+
+TEST_F(LifecycleTest, TwoMountsInOneProcess) {
+  ASSERT_NO_FATAL_FAILURE(MountPrimary());
+  std::string other = tmp_->path() + "/other", other_mirror = tmp_->path() + "/other-mirror";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(other_mirror.c_str(), 0755), 0);
+  MountGuard guard(other);
+  int mirror_fd = ::open(other_mirror.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(mirror_fd, 0);
+  {
+    MirrorSink sink(mirror_fd);
+    InterceptorOptions options;
+    options.dir = other;
+    options.sink = &sink;
+    auto second = Interceptor::Mount(options);
+    ASSERT_TRUE(second.ok()) << second.status().ToString();
+    ASSERT_TRUE(WriteFile(P("first"), "1"));
+    ASSERT_TRUE(WriteFile(other + "/second", "2"));
+    EXPECT_EQ(ReadFile(other_mirror + "/second"), "2");
+    EXPECT_NE(::access((mirror_ + "/second").c_str(), F_OK), 0);
+    EXPECT_TRUE((*second)->Unmount().ok());
+  }
+  ::close(mirror_fd);
   ExpectMirrored();
 }
 

@@ -123,14 +123,17 @@ inline std::vector<std::pair<off_t, off_t>> Union(std::vector<std::pair<off_t, o
   return merged;
 }
 
-// "" when equal, else where they first differ.
-inline std::string CompareContents(const std::string& pa, const std::string& pb, off_t size) {
+// "" when equal, else where they first differ. `ba` and `bb` are scratch
+// buffers, reused from file to file.
+inline std::string CompareContents(const std::string& pa, const std::string& pb, off_t size,
+                                   std::vector<char>& ba, std::vector<char>& bb) {
   ScopedFd a(::open(pa.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   ScopedFd b(::open(pb.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (a.get() < 0 || b.get() < 0) return std::string("cannot open: ") + std::strerror(errno);
   auto ranges = Union(DataExtents(a.get(), size), DataExtents(b.get(), size));
   constexpr std::size_t kChunk = 1 << 20;
-  std::vector<char> ba(kChunk), bb(kChunk);
+  if (ba.size() < kChunk) ba.resize(kChunk);
+  if (bb.size() < kChunk) bb.resize(kChunk);
   for (const auto& [begin, end] : ranges) {
     for (off_t pos = begin; pos < end;) {
       std::size_t want = static_cast<std::size_t>(std::min<off_t>(end - pos, kChunk));
@@ -284,7 +287,7 @@ class Comparer {
       if (sa.st_size != sb.st_size) {
         Diff(rel, "size " + std::to_string(sa.st_size) + " vs " + std::to_string(sb.st_size));
       } else {
-        std::string c = CompareContents(pa, pb, sa.st_size);
+        std::string c = CompareContents(pa, pb, sa.st_size, buf_a_, buf_b_);
         if (!c.empty()) Diff(rel, c);
       }
     } else if (S_ISLNK(sa.st_mode)) {
@@ -306,6 +309,7 @@ class Comparer {
   const TreeCompareOptions& options_;
   std::vector<std::string> diffs_;
   std::map<std::pair<dev_t, ino_t>, std::string> links_a_, links_b_;
+  std::vector<char> buf_a_, buf_b_;
 };
 
 }  // namespace tree_compare_internal

@@ -83,13 +83,10 @@ TEST(Wire, EveryMessageRoundTrips) {
   hello.consistent = false;
   hello.first_sequence = 1001;
   HelloAck hello_ack{kProtocolVersion, "node2", 41, true, Role::kSecondary};
-  std::vector<Message> messages = {hello,
-                                   hello_ack,
-                                   Refuse{RefuseCode::kConfig, "configuration differs"},
-                                   Ack{10, 9, 4},
-                                   Ping{123, 7},
-                                   Pong{456, 8},
-                                   Bye{"stopping"}};
+  std::vector<Message> messages = {
+      hello,          hello_ack,    Refuse{RefuseCode::kConfig, "configuration differs"},
+      Ack{10, 9, 4},  Ping{123, 7}, Pong{456, 8},
+      Bye{"stopping"}};
   for (const Message& m : messages) {
     std::string f = Encode(m);
     auto back = DecodeFrame(Bytes(f));
@@ -128,6 +125,26 @@ TEST(Wire, PrefixPlusDataEqualsWholeFrameAndSequenceStamps) {
   ASSERT_TRUE(EncodeOpPrefix(0, 0, op, &prefix).ok());
   StampSequence(77, prefix.data());
   EXPECT_EQ(prefix + op.data, whole);
+}
+
+TEST(Wire, OpPrefixDecodesWhatTheWholeFrameDecodes) {
+  OpFrame f{5, 2, FullOp()};
+  f.op.data = std::string(300000, 'd');
+  std::string bytes = Encode(f);
+  auto header = DecodeHeader(Bytes(bytes));
+  ASSERT_TRUE(header.ok());
+  auto payload = Bytes(bytes).subspan(kHeaderSize);
+  std::size_t offset = 0;
+  // Too little of the payload to be sure every field is there.
+  EXPECT_FALSE(DecodeOpPrefix(*header, payload.first(20), &offset).ok());
+  auto prefix = DecodeOpPrefix(*header, payload.first(kMaxOpPrefix), &offset);
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  EXPECT_EQ(header->length - offset, f.op.data.size());
+  EXPECT_TRUE(prefix->op.data.empty());
+  prefix->op.data = f.op.data;
+  ExpectSameOp(prefix->op, f.op);
+  EXPECT_EQ(prefix->sequence, 5u);
+  EXPECT_EQ(prefix->dir_index, 2);
 }
 
 TEST(Wire, VersionOutsideWindowNamesBoth) {
@@ -199,7 +216,8 @@ TEST(Wire, EncoderRefusesWhatTheWireCannotCarry) {
   EXPECT_FALSE(EncodeFrame(OpFrame{1, 0, MakeWrite(std::string(5000, 'p'), 0, "")}, &out).ok());
   EXPECT_FALSE(
       EncodeFrame(OpFrame{1, 0, MakeWrite("f", 0, std::string(kMaxOpData + 1, 'd'))}, &out).ok());
-  EXPECT_TRUE(EncodeFrame(OpFrame{1, 0, MakeWrite("f", 0, std::string(kMaxOpData, 'd'))}, &out).ok());
+  EXPECT_TRUE(
+      EncodeFrame(OpFrame{1, 0, MakeWrite("f", 0, std::string(kMaxOpData, 'd'))}, &out).ok());
   EXPECT_TRUE(DecodeFrame(Bytes(out)).ok());
 }
 
@@ -207,8 +225,9 @@ TEST(Wire, FrameReaderCutsAStreamAtAnyBoundary) {
   std::string stream;
   std::vector<std::string> frames;
   for (int i = 1; i <= 50; ++i) {
-    frames.push_back(Encode(OpFrame{static_cast<std::uint64_t>(i), 0,
-                                    MakeWrite("f" + std::to_string(i), i, std::string(i * 997, 'a' + i % 26))}));
+    frames.push_back(
+        Encode(OpFrame{static_cast<std::uint64_t>(i), 0,
+                       MakeWrite("f" + std::to_string(i), i, std::string(i * 997, 'a' + i % 26))}));
     stream += frames.back();
   }
   std::mt19937 rng(7);
@@ -294,8 +313,8 @@ TEST(Wire, DecoderFuzz) {
         f.push_back(static_cast<char>(1 + rng() % 2));  // versions 1 and 2
         f.push_back(static_cast<char>(rng() % 10));
         std::size_t n = rng() % 300;
-        std::uint32_t announced = rng() % 3 ? static_cast<std::uint32_t>(n)
-                                            : static_cast<std::uint32_t>(rng());
+        std::uint32_t announced =
+            rng() % 3 ? static_cast<std::uint32_t>(n) : static_cast<std::uint32_t>(rng());
         for (int s = 24; s >= 0; s -= 8) f.push_back(static_cast<char>(announced >> s));
         for (std::size_t k = 0; k < n; ++k) f.push_back(static_cast<char>(rng()));
         break;
@@ -305,10 +324,18 @@ TEST(Wire, DecoderFuzz) {
         int edits = 1 + rng() % 4;
         for (int e = 0; e < edits; ++e) {
           switch (rng() % 5) {
-            case 0: f[rng() % f.size()] ^= static_cast<char>(1 << (rng() % 8)); break;
-            case 1: f[rng() % f.size()] = static_cast<char>(rng()); break;
-            case 2: f.resize(rng() % (f.size() + 1)); break;
-            case 3: f.append(rng() % 16, static_cast<char>(rng())); break;
+            case 0:
+              f[rng() % f.size()] ^= static_cast<char>(1 << (rng() % 8));
+              break;
+            case 1:
+              f[rng() % f.size()] = static_cast<char>(rng());
+              break;
+            case 2:
+              f.resize(rng() % (f.size() + 1));
+              break;
+            case 3:
+              f.append(rng() % 16, static_cast<char>(rng()));
+              break;
             case 4:
               if (f.size() >= kHeaderSize) f[7 + rng() % 4] = static_cast<char>(rng());
               break;

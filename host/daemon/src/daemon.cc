@@ -337,9 +337,11 @@ class Daemon : public cluster::HeartbeatListener {
     return cluster::DataStatus::kUnknown;
   }
 
-  // Moves the generation on the transitions that change the data's lineage.
+  // Moves the generation on the transitions that change the data's lineage,
+  // once they are complete: a node whose start_prim failed never served, so
+  // its copy is still the one the peer knows.
   void TrackGeneration(ModuleRuntime& m, const cluster::Facts& f) {
-    if (f.state == m.persisted_state) return;
+    if (f.busy || f.state == m.persisted_state) return;
     if (f.state == State::kAlone) {
       std::uint64_t overruled = 0;
       if (m.overrule_peer && heartbeats_) {

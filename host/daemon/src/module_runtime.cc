@@ -38,13 +38,15 @@ class LoadedHooks : public HookSeam {
 
 class ManagedVips : public VipSeam {
  public:
-  ManagedVips(vip::VipManager& manager, std::vector<vip::VipSpec> vips, sdk::HostContext& host)
+  ManagedVips(vip::VipManager& manager, std::vector<ModuleRuntime::Vip> vips,
+              sdk::HostContext& host)
       : manager_(manager), vips_(std::move(vips)), host_(host) {}
 
   Status AddAll() override {
     for (const auto& v : vips_) {
-      if (Status s = manager_.Add(v); !s.ok()) return s;
-      host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.ToString() + " added");
+      if (Status s = Check(v); !s.ok()) return s;
+      if (Status s = manager_.Add(v.spec); !s.ok()) return s;
+      host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.spec.ToString() + " added");
     }
     return Status::Ok();
   }
@@ -52,9 +54,9 @@ class ManagedVips : public VipSeam {
   Status RemoveAll() override {
     Status first;
     for (const auto& v : vips_) {
-      Status s = manager_.Remove(v);
+      Status s = manager_.Remove(v.spec);
       if (s.ok()) {
-        host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.ToString() + " removed");
+        host_.Log(sdk::LogLevel::kInfo, "virtual IP " + v.spec.ToString() + " removed");
       } else if (first.ok()) {
         first = s;
       }
@@ -63,8 +65,37 @@ class ManagedVips : public VipSeam {
   }
 
  private:
+  // The checks SafeKit's check="on" options ask for, before the address is
+  // taken: the interface is there and up; no other host answers for the
+  // address (two hosts holding it would split the clients between them).
+  Status Check(const ModuleRuntime::Vip& v) {
+    if (v.check_interface) {
+      auto resolved = manager_.Resolve(v.spec);
+      if (!resolved.ok()) return resolved.status();
+      auto link = manager_.GetLinkState(resolved->interface);
+      if (!link.ok()) return link.status();
+      if (!link->usable()) {
+        return Status::Failed("interface " + link->name + " for virtual IP " + v.spec.address +
+                              " is down (interface check=\"on\")");
+      }
+    }
+    auto present = manager_.IsPresent(v.spec);
+    if (v.check_address && !(present.ok() && *present)) {
+      std::string holder;
+      auto in_use = manager_.ProbeInUse(v.spec, std::chrono::milliseconds(300), &holder);
+      if (in_use.ok() && *in_use) {
+        return Status::Failed("virtual IP " + v.spec.address + " is already in use on the "
+                              "network by " + holder + " (virtual_addr check=\"on\")");
+      }
+      if (!in_use.ok() && in_use.status().code() != Status::Code::kUnsupported) {
+        return in_use.status().WithContext("probing virtual IP " + v.spec.address);
+      }
+    }
+    return Status::Ok();
+  }
+
   vip::VipManager& manager_;
-  std::vector<vip::VipSpec> vips_;
+  std::vector<ModuleRuntime::Vip> vips_;
   sdk::HostContext& host_;
 };
 
@@ -173,18 +204,20 @@ Result<std::unique_ptr<ModuleRuntime>> LoadModuleRuntime(const ModuleLoadRequest
 
   for (const auto& intf : m->config.vip.interfaces) {
     for (const auto& a : intf.addrs) {
-      vip::VipSpec spec;
-      spec.address = a.addr;
-      if (a.prefix_length >= 0) spec.prefix_len = a.prefix_length;
-      spec.interface = intf.name;
-      spec.arp_reroute = intf.arpreroute;
-      m->vips.push_back(spec);
+      ModuleRuntime::Vip v;
+      v.spec.address = a.addr;
+      if (a.prefix_length >= 0) v.spec.prefix_len = a.prefix_length;
+      v.spec.interface = intf.name;
+      v.spec.arp_reroute = intf.arpreroute;
+      v.check_interface = intf.check;
+      v.check_address = a.check;
+      m->vips.push_back(v);
     }
   }
   for (const auto& addr : m->description.virtual_ips) {
-    vip::VipSpec spec;
-    spec.address = addr;
-    m->vips.push_back(spec);
+    ModuleRuntime::Vip v;
+    v.spec.address = addr;
+    m->vips.push_back(v);
   }
   m->vip_manager = &req.vip_manager;
 

@@ -1,6 +1,8 @@
 #include "hakit/replication/receiver.h"
 
-#include <utility>  // before Boost.Asio: Boost 1.74 needs std::exchange declared
+// clang-format off: Boost 1.74 Asio uses std::exchange without including <utility>
+#include <utility>
+// clang-format on
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -83,10 +85,14 @@ Status ReceiverOptions::Validate() const {
 
 const char* ReceiverStateName(ReceiverState state) {
   switch (state) {
-    case ReceiverState::kStopped: return "stopped";
-    case ReceiverState::kListening: return "listening";
-    case ReceiverState::kConnected: return "connected";
-    case ReceiverState::kFailed: return "failed";
+    case ReceiverState::kStopped:
+      return "stopped";
+    case ReceiverState::kListening:
+      return "listening";
+    case ReceiverState::kConnected:
+      return "connected";
+    case ReceiverState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -201,7 +207,8 @@ class ReplicationReceiver::Impl {
   void Send(const SessionPtr& s, std::string frame);
   void SendAck(const SessionPtr& s);
   void PumpWrites(const SessionPtr& s);
-  void Refuse(SessionPtr s, RefuseCode code, const std::string& reason);  // by value: s may be session_
+  void Refuse(SessionPtr s, RefuseCode code,
+              const std::string& reason);                    // by value: s may be session_
   void EndSession(SessionPtr s, const std::string& reason);  // by value: s may be session_
   void ResumeReading();
   void ApplierLoop();
@@ -218,8 +225,8 @@ class ReplicationReceiver::Impl {
   bool started_ = false;  // Start/Stop caller only
 
   // io thread only.
-  SessionPtr session_;           // the accepted primary, if any
-  std::set<SessionPtr> conns_;   // every open connection, for Stop()
+  SessionPtr session_;          // the accepted primary, if any
+  std::set<SessionPtr> conns_;  // every open connection, for Stop()
 
   mutable std::mutex mu_;
   std::condition_variable cv_;  // applier: work or stop
@@ -338,8 +345,8 @@ void ReplicationReceiver::Impl::OnAccepted(const SessionPtr& s) {
   s->timer.async_wait([this, s](const boost::system::error_code& ec) {
     if (ec || s->handshaken) return;
     Guard(s, "handshake", [&] {
-      EndSession(s, "no HELLO within " + std::to_string(options_.handshake_timeout.count()) +
-                        " ms");
+      EndSession(s,
+                 "no HELLO within " + std::to_string(options_.handshake_timeout.count()) + " ms");
     });
   });
   Read(s);
@@ -348,30 +355,30 @@ void ReplicationReceiver::Impl::OnAccepted(const SessionPtr& s) {
 void ReplicationReceiver::Impl::Read(const SessionPtr& s) {
   if (s->closed || s->closing) return;
   auto space = s->reader.PrepareRead(kReadChunk);
-  s->socket.async_read_some(
-      asio::buffer(space.data(), space.size()),
-      [this, s](const boost::system::error_code& ec, std::size_t n) {
-        if (ec == asio::error::operation_aborted) return;
-        Guard(s, "read", [&] {
-          if (ec) {
-            EndSession(s, ec == asio::error::eof ? "the primary closed the connection"
-                                                 : "read failed: " + ec.message());
-            return;
-          }
-          s->last_rx = Clock::now();
-          s->reader.CommitRead(n);
-          {
-            std::lock_guard lock(mu_);
-            stats_.bytes_received += n;
-          }
-          bool go_on = ProcessFrames(s);
-          FlushDecoded(s);
-          if (!go_on || s->closed || s->closing) return;
-          if (s->handshaken) SendAck(s);  // one cumulative ACK per read
-          if (s->handshaken && StartDirectRead(s)) return;
-          ReadMore(s);
-        });
-      });
+  s->socket.async_read_some(asio::buffer(space.data(), space.size()),
+                            [this, s](const boost::system::error_code& ec, std::size_t n) {
+                              if (ec == asio::error::operation_aborted) return;
+                              Guard(s, "read", [&] {
+                                if (ec) {
+                                  EndSession(s, ec == asio::error::eof
+                                                    ? "the primary closed the connection"
+                                                    : "read failed: " + ec.message());
+                                  return;
+                                }
+                                s->last_rx = Clock::now();
+                                s->reader.CommitRead(n);
+                                {
+                                  std::lock_guard lock(mu_);
+                                  stats_.bytes_received += n;
+                                }
+                                bool go_on = ProcessFrames(s);
+                                FlushDecoded(s);
+                                if (!go_on || s->closed || s->closing) return;
+                                if (s->handshaken) SendAck(s);  // one cumulative ACK per read
+                                if (s->handshaken && StartDirectRead(s)) return;
+                                ReadMore(s);
+                              });
+                            });
 }
 
 // Reads the rest of a taken-over OP frame's data, chunk by chunk so that
@@ -490,14 +497,16 @@ bool ReplicationReceiver::Impl::ProcessFrames(const SessionPtr& s) {
 }
 
 bool ReplicationReceiver::Impl::OnHello(const SessionPtr& s, const Hello& hello) {
-  const std::string who = "primary " + (hello.node.empty() ? s->peer : hello.node + " at " + s->peer);
+  const std::string who =
+      "primary " + (hello.node.empty() ? s->peer : hello.node + " at " + s->peer);
   if (hello.role != Role::kPrimary) {
     Refuse(s, RefuseCode::kProtocol, who + " does not announce itself as primary");
     return false;
   }
   if (hello.module != options_.module) {
-    Refuse(s, RefuseCode::kModule, "this port replicates module '" + options_.module + "', " +
-                                       who + " sent module '" + hello.module + "'");
+    Refuse(s, RefuseCode::kModule,
+           "this port replicates module '" + options_.module + "', " + who + " sent module '" +
+               hello.module + "'");
     return false;
   }
   if (hello.config_hash != options_.config_hash) {
@@ -682,8 +691,7 @@ void ReplicationReceiver::Impl::PumpWrites(const SessionPtr& s) {
                     });
 }
 
-void ReplicationReceiver::Impl::Refuse(SessionPtr s, RefuseCode code,
-                                       const std::string& reason) {
+void ReplicationReceiver::Impl::Refuse(SessionPtr s, RefuseCode code, const std::string& reason) {
   if (s->closed || s->closing) return;
   std::string what = s->handshaken ? "ending the session with " : "refusing ";
   Log(LogLevel::kWarning, what + s->peer + " (" + RefuseCodeName(code) + "): " + reason);

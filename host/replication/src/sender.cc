@@ -87,27 +87,32 @@ Status SenderOptions::Validate() const {
     return Status::InvalidArgument("replication sender: keepalive_interval is negative");
   }
   if (window_bytes == 0 || window_ops == 0) {
-    return Status::InvalidArgument("replication sender: the window must allow at least one byte "
-                                   "and one operation");
+    return Status::InvalidArgument(
+        "replication sender: the window must allow at least one byte "
+        "and one operation");
   }
   return Status::Ok();
 }
 
 const char* SenderStateName(SenderState state) {
   switch (state) {
-    case SenderState::kIdle: return "idle";
-    case SenderState::kConnecting: return "connecting";
-    case SenderState::kReplicating: return "replicating";
-    case SenderState::kLost: return "lost";
-    case SenderState::kStopped: return "stopped";
+    case SenderState::kIdle:
+      return "idle";
+    case SenderState::kConnecting:
+      return "connecting";
+    case SenderState::kReplicating:
+      return "replicating";
+    case SenderState::kLost:
+      return "lost";
+    case SenderState::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
 
 class ReplicationSender::Impl : public std::enable_shared_from_this<Impl> {
  public:
-  Impl(SenderOptions options, asio::io_context& io)
-      : options_(std::move(options)), io_(io) {
+  Impl(SenderOptions options, asio::io_context& io) : options_(std::move(options)), io_(io) {
     keepalive_ = options_.keepalive_interval;
     if (keepalive_.count() == 0) {
       keepalive_ = std::clamp(options_.ack_timeout / 5, std::chrono::milliseconds(10),
@@ -140,18 +145,19 @@ class ReplicationSender::Impl : public std::enable_shared_from_this<Impl> {
     tcp::socket socket;
     asio::steady_timer timer;  // connect deadline, then keepalive ticks
     FrameReader reader;
-    std::string hello;                 // io thread only
-    std::vector<Frame> batch;          // io thread only: being written
+    std::string hello;         // io thread only
+    std::vector<Frame> batch;  // io thread only: being written
     std::vector<asio::const_buffer> buffers;
-    bool writer_busy = false;          // under mu_: a StartWrite is posted or running
-    std::uint64_t hello_first = 0;     // under mu_
+    bool writer_busy = false;       // under mu_: a StartWrite is posted or running
+    std::uint64_t hello_first = 0;  // under mu_
     std::shared_ptr<std::promise<Status>> connect_done;  // io thread only
   };
   using SessionPtr = std::shared_ptr<Session>;
 
   std::uint64_t SubmitOne(std::uint8_t dir_index, Operation op);
   void Log(LogLevel level, const std::string& message) {
-    if (options_.logger) options_.logger->Log(level, "replication " + options_.module + ": " + message);
+    if (options_.logger)
+      options_.logger->Log(level, "replication " + options_.module + ": " + message);
   }
   // Runs a handler body; an exception ends the session instead of escaping.
   template <typename F>
@@ -255,15 +261,15 @@ void ReplicationSender::Impl::StartConnect(const SessionPtr& s, const tcp::endpo
   s->timer.expires_after(options_.connect_timeout);
   s->timer.async_wait([self, s](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: the handshake finished
-    self->FailConnect(s, Status::Timeout("no handshake with " + self->peer_text_ + " within " +
-                                         std::to_string(self->options_.connect_timeout.count()) +
-                                         " ms"));
+    self->FailConnect(
+        s, Status::Timeout("no handshake with " + self->peer_text_ + " within " +
+                           std::to_string(self->options_.connect_timeout.count()) + " ms"));
   });
   s->socket.async_connect(endpoint, [self, s](const boost::system::error_code& ec) {
     self->Guard(s, "connect", [&] {
       if (ec) {
-        self->FailConnect(s, Status::IoError("cannot connect to " + self->peer_text_ + ": " +
-                                             ec.message()));
+        self->FailConnect(
+            s, Status::IoError("cannot connect to " + self->peer_text_ + ": " + ec.message()));
         return;
       }
       self->OnConnected(s);
@@ -293,16 +299,16 @@ void ReplicationSender::Impl::OnConnected(const SessionPtr& s) {
     return;
   }
   auto self = shared_from_this();
-  asio::async_write(s->socket, asio::buffer(s->hello),
-                    [self, s](const boost::system::error_code& ec, std::size_t) {
-                      self->Guard(s, "handshake", [&] {
-                        if (ec) {
-                          self->FailConnect(s, Status::IoError("sending HELLO to " +
-                                                               self->peer_text_ + ": " +
-                                                               ec.message()));
-                        }
-                      });
-                    });
+  asio::async_write(
+      s->socket, asio::buffer(s->hello),
+      [self, s](const boost::system::error_code& ec, std::size_t) {
+        self->Guard(s, "handshake", [&] {
+          if (ec) {
+            self->FailConnect(
+                s, Status::IoError("sending HELLO to " + self->peer_text_ + ": " + ec.message()));
+          }
+        });
+      });
   ReadHandshake(s);
 }
 
@@ -314,10 +320,10 @@ void ReplicationSender::Impl::ReadHandshake(const SessionPtr& s) {
       [self, s](const boost::system::error_code& ec, std::size_t n) {
         self->Guard(s, "handshake", [&] {
           if (ec) {
-            self->FailConnect(s, Status::IoError(
-                                     "handshake with " + self->peer_text_ + ": " +
-                                     (ec == asio::error::eof ? std::string("connection closed")
-                                                             : ec.message())));
+            self->FailConnect(
+                s, Status::IoError(
+                       "handshake with " + self->peer_text_ + ": " +
+                       (ec == asio::error::eof ? std::string("connection closed") : ec.message())));
             return;
           }
           s->reader.CommitRead(n);
@@ -341,20 +347,22 @@ void ReplicationSender::Impl::ReadHandshake(const SessionPtr& s) {
           }
           auto message = DecodePayload(f.header, f.payload);
           if (!message.ok()) {
-            self->FailConnect(s, message.status().WithContext("handshake with " + self->peer_text_));
+            self->FailConnect(s,
+                              message.status().WithContext("handshake with " + self->peer_text_));
             return;
           }
           if (const auto* refuse = std::get_if<Refuse>(&*message)) {
-            self->FailConnect(s, Status::Failed("refused by the secondary at " + self->peer_text_ +
-                                                " (" + RefuseCodeName(refuse->code) +
-                                                "): " + refuse->reason));
+            self->FailConnect(
+                s, Status::Failed("refused by the secondary at " + self->peer_text_ + " (" +
+                                  RefuseCodeName(refuse->code) + "): " + refuse->reason));
             return;
           }
           const auto* ack = std::get_if<HelloAck>(&*message);
           if (!ack) {
-            self->FailConnect(s, Status::Corruption(
-                                     "handshake with " + self->peer_text_ + ": expected HELLO_ACK, got " +
-                                     FrameTypeName(static_cast<std::uint8_t>(f.header.type))));
+            self->FailConnect(
+                s, Status::Corruption("handshake with " + self->peer_text_ +
+                                      ": expected HELLO_ACK, got " +
+                                      FrameTypeName(static_cast<std::uint8_t>(f.header.type))));
             return;
           }
           if (ack->role != Role::kSecondary) {
@@ -409,8 +417,8 @@ void ReplicationSender::Impl::FailConnect(const SessionPtr& s, const Status& why
   {
     std::lock_guard lock(mu_);
     if (session_ == s && state_ == SenderState::kConnecting) {
-      state_ = stats_.sessions == 0 && stats_.peers_lost == 0 ? SenderState::kIdle
-                                                              : SenderState::kLost;
+      state_ =
+          stats_.sessions == 0 && stats_.peers_lost == 0 ? SenderState::kIdle : SenderState::kLost;
       session_ = nullptr;
     }
     stats_.last_error = why.message();
@@ -424,24 +432,24 @@ void ReplicationSender::Impl::FailConnect(const SessionPtr& s, const Status& why
 void ReplicationSender::Impl::ReadLoop(const SessionPtr& s) {
   auto self = shared_from_this();
   auto space = s->reader.PrepareRead(16 * 1024);
-  s->socket.async_read_some(
-      asio::buffer(space.data(), space.size()),
-      [self, s](const boost::system::error_code& ec, std::size_t n) {
-        self->Guard(s, "read", [&] {
-          if (ec) {
-            if (ec == asio::error::operation_aborted) return;
-            self->Lost(s, ec == asio::error::eof ? "the secondary closed the connection"
-                                                 : "read failed: " + ec.message());
-            return;
-          }
-          {
-            std::lock_guard lock(self->mu_);
-            self->last_rx_ = Clock::now();
-          }
-          s->reader.CommitRead(n);
-          if (self->ProcessFrames(s)) self->ReadLoop(s);
-        });
-      });
+  s->socket.async_read_some(asio::buffer(space.data(), space.size()),
+                            [self, s](const boost::system::error_code& ec, std::size_t n) {
+                              self->Guard(s, "read", [&] {
+                                if (ec) {
+                                  if (ec == asio::error::operation_aborted) return;
+                                  self->Lost(s, ec == asio::error::eof
+                                                    ? "the secondary closed the connection"
+                                                    : "read failed: " + ec.message());
+                                  return;
+                                }
+                                {
+                                  std::lock_guard lock(self->mu_);
+                                  self->last_rx_ = Clock::now();
+                                }
+                                s->reader.CommitRead(n);
+                                if (self->ProcessFrames(s)) self->ReadLoop(s);
+                              });
+                            });
 }
 
 // Handles every whole frame buffered; false when the session ended.
@@ -771,17 +779,19 @@ std::uint64_t ReplicationSender::Impl::SubmitOne(std::uint8_t dir_index, Operati
     return !window_.empty() && (window_.size() >= options_.window_ops ||
                                 in_flight_bytes_ + bytes > options_.window_bytes);
   };
-  if (state_ == SenderState::kReplicating && full()) {
-    const auto deadline = Clock::now() + options_.ack_timeout;
-    while (state_ == SenderState::kReplicating && full()) {
-      if (room_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
-          state_ == SenderState::kReplicating && full()) {
-        SessionPtr s = session_;
-        lock.unlock();
-        Lost(s, "the window stayed full for " + std::to_string(options_.ack_timeout.count()) +
-                    " ms");
-        lock.lock();
-      }
+  // Backpressure: wait for room as long as the secondary makes progress.
+  // A secondary that acknowledges nothing for ack_timeout is lost, here
+  // as in the keepalive tick, so that Submit() never hangs on a dead peer.
+  while (state_ == SenderState::kReplicating && full()) {
+    const auto deadline = last_progress_ + options_.ack_timeout;
+    if (room_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
+        state_ == SenderState::kReplicating && full() &&
+        Clock::now() >= last_progress_ + options_.ack_timeout) {
+      SessionPtr s = session_;
+      lock.unlock();
+      Lost(s, "no acknowledgement for " + std::to_string(options_.ack_timeout.count()) +
+                  " ms with the window full");
+      lock.lock();
     }
   }
   std::uint64_t seq = next_seq_++;
@@ -821,9 +831,9 @@ Status ReplicationSender::Impl::Wait(std::uint64_t ticket) {
     // (the secondary acknowledges an fsync as durable when it applies it).
     if (window_.empty() || ticket < window_.front().seq) return Status::Ok();
     const Pending& p = window_[ticket - window_.front().seq];
-    std::uint64_t have = p.barrier ? durable_
+    std::uint64_t have = p.barrier                                         ? durable_
                          : options_.mode == SenderOptions::Mode::kReceived ? received_
-                                                                          : applied_;
+                                                                           : applied_;
     if (have >= ticket) return Status::Ok();
     if (ack_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
       if (state_ != SenderState::kReplicating || ticket < base_ || window_.empty() ||
@@ -831,9 +841,9 @@ Status ReplicationSender::Impl::Wait(std::uint64_t ticket) {
         continue;
       }
       const Pending& q = window_[ticket - window_.front().seq];
-      have = q.barrier ? durable_
+      have = q.barrier                                         ? durable_
              : options_.mode == SenderOptions::Mode::kReceived ? received_
-                                                              : applied_;
+                                                               : applied_;
       if (have >= ticket) return Status::Ok();
       SessionPtr s = session_;
       lock.unlock();

@@ -127,8 +127,8 @@ class Reader {
       return Status::Corruption(std::string("malformed ") + frame + " frame: field '" +
                                 short_field_ + "' runs past the end of the payload");
     }
-    return Status::Corruption(std::string("malformed ") + frame + " frame: " +
-                              std::to_string(left()) + " unexpected trailing bytes");
+    return Status::Corruption(std::string("malformed ") + frame +
+                              " frame: " + std::to_string(left()) + " unexpected trailing bytes");
   }
 
  private:
@@ -181,8 +181,7 @@ Status CheckRelativePath(const std::string& path, const char* field) {
     std::size_t end = path.find('/', start);
     if (end == std::string::npos) end = path.size();
     if (path.compare(start, end - start, "..") == 0) {
-      return Status::InvalidArgument(std::string(field) + " '" + path +
-                                     "' has a '..' component");
+      return Status::InvalidArgument(std::string(field) + " '" + path + "' has a '..' component");
     }
     start = end + 1;
   }
@@ -192,8 +191,8 @@ Status CheckRelativePath(const std::string& path, const char* field) {
 Status EncodeOpFields(std::uint64_t sequence, std::uint8_t dir_index, const Operation& op,
                       std::string* out) {
   if (Status s = ValidateOperation(op); !s.ok()) return s;
-  const std::size_t payload = kOpFixedSize + op.path.size() + op.path2.size() + op.name.size() +
-                              op.data.size();
+  const std::size_t payload =
+      kOpFixedSize + op.path.size() + op.path2.size() + op.name.size() + op.data.size();
   Writer w(out);
   PutHeader(w, FrameType::kOp, payload);
   w.U64(sequence);
@@ -244,8 +243,7 @@ Result<OpFrame> DecodeOpFields(Reader& r, std::size_t payload_size, std::size_t*
                               " bytes left in the payload");
   }
   if (kind < 1 || kind > kLastOpKind) {
-    return Status::Corruption("malformed OP frame: unknown operation kind " +
-                              std::to_string(kind));
+    return Status::Corruption("malformed OP frame: unknown operation kind " + std::to_string(kind));
   }
   op.kind = static_cast<OpKind>(kind);
   op.atime = timespec{static_cast<time_t>(a_sec), static_cast<long>(a_nsec)};
@@ -281,41 +279,58 @@ bool Bool(Reader& r, bool* out, const char* f, bool* bad) {
 
 std::string FrameTypeName(std::uint8_t type) {
   switch (static_cast<FrameType>(type)) {
-    case FrameType::kHello: return "HELLO";
-    case FrameType::kHelloAck: return "HELLO_ACK";
-    case FrameType::kRefuse: return "REFUSE";
-    case FrameType::kOp: return "OP";
-    case FrameType::kAck: return "ACK";
-    case FrameType::kPing: return "PING";
-    case FrameType::kPong: return "PONG";
-    case FrameType::kBye: return "BYE";
+    case FrameType::kHello:
+      return "HELLO";
+    case FrameType::kHelloAck:
+      return "HELLO_ACK";
+    case FrameType::kRefuse:
+      return "REFUSE";
+    case FrameType::kOp:
+      return "OP";
+    case FrameType::kAck:
+      return "ACK";
+    case FrameType::kPing:
+      return "PING";
+    case FrameType::kPong:
+      return "PONG";
+    case FrameType::kBye:
+      return "BYE";
   }
   return "type " + std::to_string(type);
 }
 
 std::size_t MaxPayload(FrameType type) {
   switch (type) {
-    case FrameType::kOp: return kMaxOpPayload;
+    case FrameType::kOp:
+      return kMaxOpPayload;
     case FrameType::kHello:
     case FrameType::kHelloAck:
     case FrameType::kRefuse:
     case FrameType::kAck:
     case FrameType::kPing:
     case FrameType::kPong:
-    case FrameType::kBye: return kMaxControlPayload;
+    case FrameType::kBye:
+      return kMaxControlPayload;
   }
   return 0;
 }
 
 const char* RefuseCodeName(RefuseCode code) {
   switch (code) {
-    case RefuseCode::kVersion: return "version";
-    case RefuseCode::kModule: return "module";
-    case RefuseCode::kConfig: return "config";
-    case RefuseCode::kGeneration: return "generation";
-    case RefuseCode::kProtocol: return "protocol";
-    case RefuseCode::kApplyFailed: return "apply failed";
-    case RefuseCode::kBusy: return "busy";
+    case RefuseCode::kVersion:
+      return "version";
+    case RefuseCode::kModule:
+      return "module";
+    case RefuseCode::kConfig:
+      return "config";
+    case RefuseCode::kGeneration:
+      return "generation";
+    case RefuseCode::kProtocol:
+      return "protocol";
+    case RefuseCode::kApplyFailed:
+      return "apply failed";
+    case RefuseCode::kBusy:
+      return "busy";
   }
   return "unknown";
 }
@@ -337,9 +352,8 @@ Result<FrameHeader> DecodeHeader(std::span<const std::uint8_t> bytes) {
   if (max == 0) return Status::Corruption("unknown frame " + FrameTypeName(type));
   h.type = static_cast<FrameType>(type);
   if (h.length > max) {
-    return Status::Corruption(FrameTypeName(type) + " frame announces " +
-                              std::to_string(h.length) + " payload bytes, at most " +
-                              std::to_string(max) + " allowed");
+    return Status::Corruption(FrameTypeName(type) + " frame announces " + std::to_string(h.length) +
+                              " payload bytes, at most " + std::to_string(max) + " allowed");
   }
   return h;
 }
@@ -364,12 +378,11 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
     case FrameType::kHello: {
       Hello h;
       std::uint8_t role = 0;
-      bool ok = r.U16(&h.version, "version") && r.Str8(&h.module, "module") &&
-                r.Str8(&h.node, "node") &&
-                r.Bytes(h.config_hash.data(), h.config_hash.size(), "config hash") &&
-                r.U64(&h.generation, "generation") &&
-                Bool(r, &h.consistent, "consistent", &bad_bool) && r.U8(&role, "role") &&
-                r.U64(&h.first_sequence, "first sequence");
+      bool ok =
+          r.U16(&h.version, "version") && r.Str8(&h.module, "module") && r.Str8(&h.node, "node") &&
+          r.Bytes(h.config_hash.data(), h.config_hash.size(), "config hash") &&
+          r.U64(&h.generation, "generation") && Bool(r, &h.consistent, "consistent", &bad_bool) &&
+          r.U8(&role, "role") && r.U64(&h.first_sequence, "first sequence");
       if (!ok || r.left() != 0) return r.Error("HELLO");
       if (bad_bool) return Status::Corruption("malformed HELLO frame: consistent flag not 0/1");
       if (role != 1 && role != 2) {
@@ -488,8 +501,7 @@ Status ValidateOperation(const Operation& op) {
   }
   if (op.data.size() > kMaxOpData) {
     return Status::InvalidArgument("operation data is " + std::to_string(op.data.size()) +
-                                   " bytes, at most " + std::to_string(kMaxOpData) +
-                                   " per frame");
+                                   " bytes, at most " + std::to_string(kMaxOpData) + " per frame");
   }
   if (!ValidNsec(op.atime.tv_nsec) || !ValidNsec(op.mtime.tv_nsec)) {
     return Status::InvalidArgument("timestamp nanoseconds out of range");

@@ -54,9 +54,9 @@ constexpr const char* kNoteCall =
 std::string StartPrim() {
   return std::string("#!/bin/sh\n# Starts the sample application on the primary.\n") + kNoteCall +
          "mkdir -p \"$SAFEUSERVAR\"\n"
-         "\"$SAFE/safekit\" printi \"start_prim: starting hakit-demo-app on $SAFENODE\"\n"
          "\"$APP\" --port \"$APP_PORT\" --name \"$SAFENODE\" >\"$SAFEUSERVAR/app.out\" 2>&1 &\n"
-         "echo $! > \"$SAFEUSERVAR/app.pid\"\n";
+         "echo $! > \"$SAFEUSERVAR/app.pid\"\n"
+         "\"$SAFE/safekit\" printi \"start_prim: hakit-demo-app started on $SAFENODE\"\n";
 }
 
 std::string StopPrim() {
@@ -186,6 +186,13 @@ Status ClusterRig::WriteUserConfig(const std::string& node, const std::string& t
                        fs::perms::others_read);
 }
 
+Status ClusterRig::WriteScript(const std::string& node, const std::string& name,
+                               const std::string& text) {
+  return WriteFile(LayoutOf(node).ModuleBin(options_.module) / name, text,
+                   fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                       fs::perms::others_read | fs::perms::others_exec);
+}
+
 Status ClusterRig::RegenerateKey(const std::string& node) {
   return cluster::GenerateClusterKey(LayoutOf(node).ClusterKey(), /*overwrite=*/true);
 }
@@ -282,7 +289,14 @@ Status ClusterRig::PowerCut(const std::string& node) {
   return first;
 }
 
-Status ClusterRig::RestoreNetwork(const std::string& node) { return bed_->RestoreNode(node); }
+Status ClusterRig::RestoreNetwork(const std::string& node) {
+  // A powered-off node comes back with empty queues. Here the namespace's
+  // kernel kept the frames its dead hakitd sent while the links were down
+  // (waiting for ARP); flushing the neighbour table drops them, as a reboot
+  // would, so that stale heartbeats do not reach the peer.
+  bed_->RunIn(bed_->NodeNamespace(node), {"ip", "neigh", "flush", "all"}, 5s);
+  return bed_->RestoreNode(node);
+}
 
 Result<control::Response> ClusterRig::Command(const std::string& node, const std::string& command,
                                               nlohmann::json args) {

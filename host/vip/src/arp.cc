@@ -32,6 +32,13 @@ int ArpSocket::Open(int ifindex) {
   return 0;
 }
 
+int ArpSocket::OpenSendOnly(int ifindex) {
+  fd_ = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return errno;
+  ifindex_ = ifindex;
+  return 0;
+}
+
 int ArpSocket::SendRequest(const MacAddr& sender_mac, const Ipv4Addr& sender_ip,
                            const Ipv4Addr& target_ip) {
   ether_arp arp{};

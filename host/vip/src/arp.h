@@ -31,6 +31,10 @@ class ArpSocket {
   ArpSocket& operator=(const ArpSocket&) = delete;
 
   int Open(int ifindex);
+  // A socket that only sends (protocol 0, no bind): opening and closing it
+  // costs no wait for the kernel's packet-hook grace period, which a bound
+  // ETH_P_ARP socket does (10-20 ms each, on the failover's critical path).
+  int OpenSendOnly(int ifindex);
   // Broadcasts an ARP request (the Ethernet source is the interface's MAC).
   // An announcement has sender_ip == target_ip; a probe has sender_ip 0.
   int SendRequest(const MacAddr& sender_mac, const Ipv4Addr& sender_ip, const Ipv4Addr& target_ip);

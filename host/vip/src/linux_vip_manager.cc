@@ -1,6 +1,7 @@
 // The Linux VipManager: rtnetlink for addresses and links, packet sockets for
 // ARP. Holds no state between calls; each call opens its own sockets, so the
 // manager is thread-safe and follows the caller's network namespace.
+#include <memory>
 #include <errno.h>
 #include <net/if.h>
 #include <net/if_arp.h>
@@ -321,23 +322,20 @@ class LinuxVipManager final : public VipManager {
     std::copy_n(r.link.hwaddr.begin(), 6, own.begin());
     Ipv4Addr vip;
     std::copy_n(r.address.bytes.begin(), 4, vip.begin());
-    ArpSocket sock;
-    if (int err = sock.Open(r.link.state.index)) {
+    auto sock = std::make_shared<ArpSocket>();
+    if (int err = sock->OpenSendOnly(r.link.state.index)) {
       return Status::IoError("open packet socket: " + ErrnoText(err));
     }
-    if (int err = sock.SendRequest(own, vip, vip)) return Status::IoError(ErrnoText(err));
+    if (int err = sock->SendRequest(own, vip, vip)) return Status::IoError(ErrnoText(err));
     // The first announcement goes out before Add returns; the repeats (for
     // a frame lost on the way) must not delay the application's start on a
-    // failover, so a thread of their own sends them.
+    // failover, so a thread of their own sends them, and closes the socket.
     int repeats = options_.garp_count - 1;
     if (repeats > 0) {
-      std::thread([repeats, interval = options_.garp_interval, index = r.link.state.index, own,
-                   vip]() {
-        ArpSocket late;
-        if (late.Open(index) != 0) return;
+      std::thread([sock, repeats, interval = options_.garp_interval, own, vip]() {
         for (int i = 0; i < repeats; ++i) {
           std::this_thread::sleep_for(interval);
-          late.SendRequest(own, vip, vip);
+          sock->SendRequest(own, vip, vip);
         }
       }).detach();
     }

@@ -40,7 +40,13 @@ struct ModuleRuntime {
   std::shared_ptr<sdk::Module> module;  // keeps its library loaded
   std::filesystem::path library_path;
   std::unique_ptr<scripts::ModuleHostContext> context;
-  std::vector<vip::VipSpec> vips;
+  // One per <virtual_addr>, with its checks.
+  struct Vip {
+    vip::VipSpec spec;
+    bool check_interface = false;  // <interface check="on">: link up before adding
+    bool check_address = false;    // <virtual_addr check="on">: nobody else answers for it
+  };
+  std::vector<Vip> vips;
   vip::VipManager* vip_manager = nullptr;
   // SHA-256 of what both nodes must hold identically: userconfig.xml and
   // every file of bin/.

@@ -20,10 +20,15 @@
 //    root and chowns), group inherited from a set-group-ID parent; the
 //    kernel checks permissions (default_permissions, allow_other), with
 //    POSIX ACLs when xattrs are on.
-//  - An open file that is unlinked keeps working (hard_remove); writes to it
-//    are applied locally but not replicated, since it has no name left. If
-//    it still has another hard link, the peer misses those writes (counted
-//    in Stats::unreplicated_writes).
+//  - An open file that is unlinked (or renamed over) keeps working
+//    (hard_remove, no .fuse_hidden files); changes made through such a
+//    descriptor are applied locally but not replicated: there is no path
+//    left to name them by. Harmless when the inode has no other name; when
+//    it still has a hard link elsewhere the peer's copy now differs, which
+//    Stats::unreplicated_changes counts (the daemon should resync).
+//  - Hard links are separate nodes for libfuse: attributes seen through one
+//    name may lag a change made through another by up to 1 s (the primary's
+//    attribute cache); data is always current (no writeback cache).
 //  - The mount is nosuid,nodev.
 //
 // Threading: Mount() runs the FUSE session on threads of its own; every
@@ -74,7 +79,7 @@ class Interceptor {
     std::uint64_t operations = 0;           // changes applied (and submitted, with a sink)
     std::uint64_t bytes_written = 0;        // write(2) payload applied
     std::uint64_t replication_errors = 0;   // sink->Wait() failures (the caller got EIO)
-    std::uint64_t unreplicated_writes = 0;  // writes to unlinked-but-open files
+    std::uint64_t unreplicated_changes = 0; // to a hard-linked file through an unlinked name
   };
 
   // Mounts over options.dir. Cleans a stale mount left there by a crashed

@@ -109,14 +109,14 @@ const char* ReceiverStateName(ReceiverState state);
 
 struct ReceiverStats {
   ReceiverState state = ReceiverState::kStopped;
-  std::string peer;                    // current primary, "" when none
+  std::string peer;  // current primary, "" when none
   std::uint64_t ops_received = 0;
-  std::uint64_t bytes_received = 0;    // frame bytes
+  std::uint64_t bytes_received = 0;  // frame bytes
   std::uint64_t ops_applied = 0;
-  std::uint64_t bytes_applied = 0;     // operation data bytes
-  std::uint64_t backlog_ops = 0;       // received, not yet applied (the lag)
+  std::uint64_t bytes_applied = 0;  // operation data bytes
+  std::uint64_t backlog_ops = 0;    // received, not yet applied (the lag)
   std::uint64_t backlog_bytes = 0;
-  std::uint64_t last_received = 0;     // sequences, current session
+  std::uint64_t last_received = 0;  // sequences, current session
   std::uint64_t last_applied = 0;
   std::uint64_t last_durable = 0;
   std::uint64_t sessions_accepted = 0;

@@ -34,7 +34,9 @@
 // it throws is caught and logged.
 #pragma once
 
-#include <utility>  // before Boost.Asio: Boost 1.74 needs std::exchange declared
+// clang-format off: Boost 1.74 Asio uses std::exchange without including <utility>
+#include <utility>
+// clang-format on
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -70,11 +72,11 @@ struct PeerLost {
 struct SenderOptions {
   // Identity announced in HELLO; the receiver refuses another module or
   // configuration hash.
-  std::string module;             // 1..255 bytes
-  std::string node;               // this node's name, 0..255 bytes
+  std::string module;  // 1..255 bytes
+  std::string node;    // this node's name, 0..255 bytes
   ConfigHash config_hash{};
-  std::uint64_t generation = 0;   // this node's data generation
-  bool consistent = true;         // this node's data is consistent
+  std::uint64_t generation = 0;  // this node's data generation
+  bool consistent = true;        // this node's data is consistent
 
   // The secondary's replication endpoint: an IP literal and a TCP port.
   std::string peer_address;
@@ -125,23 +127,23 @@ const char* SenderStateName(SenderState state);
 
 struct SenderStats {
   SenderState state = SenderState::kIdle;
-  std::string peer;              // "address:port"
+  std::string peer;  // "address:port"
   std::uint64_t next_sequence = 1;
-  std::uint64_t ops_submitted = 0;      // every Submit(), split writes counted per frame
-  std::uint64_t ops_unreplicated = 0;   // submitted while not replicating or lost in flight
-  std::uint64_t ops_sent = 0;           // written to the socket
-  std::uint64_t bytes_sent = 0;         // every frame byte, pings included
-  std::uint64_t in_flight_ops = 0;      // in the window
+  std::uint64_t ops_submitted = 0;     // every Submit(), split writes counted per frame
+  std::uint64_t ops_unreplicated = 0;  // submitted while not replicating or lost in flight
+  std::uint64_t ops_sent = 0;          // written to the socket
+  std::uint64_t bytes_sent = 0;        // every frame byte, pings included
+  std::uint64_t in_flight_ops = 0;     // in the window
   std::uint64_t in_flight_bytes = 0;
-  std::uint64_t acked_received = 0;     // cumulative sequences from the last ACK
+  std::uint64_t acked_received = 0;  // cumulative sequences from the last ACK
   std::uint64_t acked_applied = 0;
   std::uint64_t acked_durable = 0;
   std::int64_t last_ack_latency_us = -1;  // Submit() to the ack of receipt, last ACK
   std::int64_t last_rtt_us = -1;          // PING to PONG
   std::uint64_t sessions = 0;             // handshakes that succeeded
   std::uint64_t peers_lost = 0;
-  std::string last_error;                 // why the peer was lost / connect failed
-  std::string peer_node;                  // from HELLO_ACK
+  std::string last_error;  // why the peer was lost / connect failed
+  std::string peer_node;   // from HELLO_ACK
   std::uint64_t peer_generation = 0;
   bool peer_consistent = false;
 };

@@ -8,7 +8,9 @@
 // seam the decoder fuzz test drives directly, without any socket.
 #pragma once
 
-#include <utility>  // before Boost.Asio: Boost 1.74 needs std::exchange declared
+// clang-format off: Boost 1.74 Asio uses std::exchange without including <utility>
+#include <utility>
+// clang-format on
 
 #include <boost/asio/ip/tcp.hpp>
 #include <cstddef>

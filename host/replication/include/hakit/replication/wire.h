@@ -8,9 +8,9 @@
 //
 //   offset  size  field
 //   0       4     magic "HKRP"
-//   4       2     protocol version (u16), refused outside [kMinProtocolVersion, kMaxProtocolVersion]
-//   6       1     frame type (FrameType)
-//   7       4     payload length (u32), at most MaxPayload(type)
+//   4       2     protocol version (u16), refused outside [kMinProtocolVersion,
+//   kMaxProtocolVersion] 6       1     frame type (FrameType) 7       4     payload length (u32),
+//   at most MaxPayload(type)
 //
 // Integers are big-endian. Strings are a length (u8 for short names, u16 for
 // paths and reasons, u32 for data) then the bytes, no NUL. Payloads:

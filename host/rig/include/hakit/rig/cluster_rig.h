@@ -66,6 +66,8 @@ class ClusterRig {
   // node's copy (WriteUserConfig) before starting its daemon.
   std::string DefaultUserConfig() const;
   Status WriteUserConfig(const std::string& node, const std::string& text);
+  // Replaces one of the node's demo scripts (bin/NAME), executable.
+  Status WriteScript(const std::string& node, const std::string& name, const std::string& text);
   // Replaces a node's cluster key by a fresh one (the "wrong key" case).
   Status RegenerateKey(const std::string& node);
 
