@@ -107,6 +107,7 @@ class Daemon : public cluster::HeartbeatListener {
     io_.run();
     // Objects with threads stop before the io_context they post to goes away.
     for (auto& [name, m] : modules_) m->controller.reset();
+    for (auto& [name, m] : modules_) m->replication.reset();
     heartbeats_.reset();
     if (history_) history_->Flush(std::chrono::seconds(2));
     std::error_code ec;
@@ -217,6 +218,12 @@ class Daemon : public cluster::HeartbeatListener {
         log_->Warn("module " + name + ": heartbeat pulse/timeout differ from the first module's; "
                    "this hakitd uses the first module's for every module");
       }
+      if (Status s = MakeReplication(*m); !s.ok()) {
+        std::string msg = "module " + name + " not loaded: " + s.message();
+        log_->Error(msg);
+        Record(name, "error", "", "", msg, nlohmann::json::object());
+        continue;
+      }
       MakeController(*m);
       RecoverFromCrash(*m);
       modules_[name] = std::move(m);
@@ -257,6 +264,56 @@ class Daemon : public cluster::HeartbeatListener {
     Record(m.name, "error", last, "STOP", msg, nlohmann::json::object());
   }
 
+  // <rfs>: the replicated dirs, replicated over the lan of the heartbeat
+  // named "flow" (else the first heartbeat lan), on TCP cluster port + 1.
+  Status MakeReplication(ModuleRuntime& m) {
+    const config::RfsConfig& rfs = m.config.rfs;
+    if (rfs.replicated.empty()) return Status::Ok();
+    std::string lan;
+    for (const auto& hb : m.config.heart.heartbeats) {
+      if (hb.ident == "flow") lan = hb.name;
+    }
+    if (lan.empty() && !m.config.heart.heartbeats.empty()) lan = m.config.heart.heartbeats[0].name;
+    if (lan.empty() && !cluster_.lans.empty()) lan = cluster_.lans[0].name;
+    auto local = cluster_.AddressOf(node_, lan);
+    auto remote = cluster_.AddressOf(peer_, lan);
+    if (!local.ok() || !remote.ok()) {
+      return Status::InvalidArgument("<rfs>: no address of both nodes on lan \"" + lan + "\" in " +
+                                     cluster_.source_path);
+    }
+    ReplicationSettings r;
+    r.module = m.name;
+    r.node = node_;
+    r.config_hash = m.config_hash;
+    for (const auto& d : rfs.replicated) r.dirs.push_back(d.dir);
+    r.xattrs = rfs.acl;
+    r.sync = !rfs.async;
+    r.local_address = *local;
+    r.peer_address = *remote;
+    r.port = static_cast<std::uint16_t>(cluster_.port + 1);
+    r.timeout = m.config.heart.timeout;
+    std::string name = m.name;
+    r.on_peer_lost = [this, name](const std::string& reason, std::uint64_t unapplied) {
+      // From the sender's threads: history and logs belong to the io thread.
+      asio::post(io_, [this, name, reason, unapplied]() {
+        std::string msg = "module " + name + ": replication to " + peer_ + " lost: " + reason;
+        log_->Warn(msg);
+        auto it = modules_.find(name);
+        std::string state;
+        if (it != modules_.end() && it->second->controller) {
+          state = cluster::StateName(it->second->controller->facts().state);
+        }
+        Record(name, "peer_lost", state, state, "replication: " + reason,
+               {{"replication", true}, {"unapplied_ops", unapplied}});
+      });
+    };
+    r.log = [ctx = m.context.get()](sdk::LogLevel l, const std::string& msg) { ctx->Log(l, msg); };
+    m.replication = std::make_unique<ModuleReplication>(std::move(r));
+    m.replication->SetGeneration(m.generations.current);
+    m.replication->CleanupStaleMounts();
+    return Status::Ok();
+  }
+
   void MakeController(ModuleRuntime& m) {
     ControllerCallbacks cb;
     std::string name = m.name;
@@ -285,7 +342,7 @@ class Daemon : public cluster::HeartbeatListener {
     }
     facts.peer.name = peer_;
     m.controller = std::make_unique<ModuleController>(io_, name, facts, t, m.MakeHookSeam(),
-                                                      m.MakeVipSeam(), cb);
+                                                      m.MakeVipSeam(), cb, m.replication.get());
   }
 
   // --- persistence of what must survive a restart ---
@@ -380,6 +437,11 @@ class Daemon : public cluster::HeartbeatListener {
     if (it == modules_.end()) return;
     TrackGeneration(*it->second, f);
     const Generations& gens = it->second->generations;
+    if (auto* r = it->second->replication.get()) {
+      r->SetGeneration(gens.current);
+      // ALONE -> PRIM runs no step: the peer became SECOND, replicate to it.
+      if (f.state == State::kPrim && !f.busy) r->PeerIsSecond();
+    }
     const char* data = DataName(f.data);
     nlohmann::json j = {{"state", cluster::StateName(f.state)}, {"data", data},
                         {"was_last_prim", f.was_last_prim}, {"generation", gens.current},
@@ -683,6 +745,7 @@ class Daemon : public cluster::HeartbeatListener {
             {"library", m->library_path.string()},
             {"config_hash", m->config_hash_hex}}},
       };
+      if (m->replication) j["details"]["replication"] = m->replication->StatusJson();
       mods.push_back(j);
     }
     nlohmann::json networks = nlohmann::json::array();

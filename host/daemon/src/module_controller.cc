@@ -69,7 +69,7 @@ void UpdateData(cluster::Facts* f, State from, State to) {
 ModuleController::ModuleController(boost::asio::io_context& io, std::string module,
                                    cluster::Facts initial, ControllerTimeouts timeouts,
                                    std::unique_ptr<HookSeam> hooks, std::unique_ptr<VipSeam> vips,
-                                   ControllerCallbacks callbacks)
+                                   ControllerCallbacks callbacks, ReplicationSeam* replication)
     : io_(io),
       module_(std::move(module)),
       facts_(std::move(initial)),
@@ -77,6 +77,7 @@ ModuleController::ModuleController(boost::asio::io_context& io, std::string modu
       hooks_(std::move(hooks)),
       vips_(std::move(vips)),
       callbacks_(std::move(callbacks)),
+      replication_(replication),
       wait_timer_(io) {}
 
 ModuleController::~ModuleController() {
@@ -186,6 +187,18 @@ void ModuleController::RunSteps(Decision d) {
 Status ModuleController::RunStep(Step step, const Decision& d, State from) {
   if (step == Step::kAddVip) return vips_->AddAll();
   if (step == Step::kRemoveVip) return vips_->RemoveAll();
+  if (replication_ && step == Step::kStartPrim) {
+    if (Status s = replication_->BecomePrimary(d.next == State::kPrim); !s.ok()) return s;
+  }
+  if (replication_ && step == Step::kStartSecond) {
+    if (Status s = replication_->BecomeSecond(); !s.ok()) return s;
+  }
+  Status s = RunHookStep(step, d, from);
+  if (replication_ && (step == Step::kStopPrim || step == Step::kStopSecond)) replication_->Leave();
+  return s;
+}
+
+Status ModuleController::RunHookStep(Step step, const Decision& d, State from) {
   Hook hook = *HookOf(step);
   sdk::HookArgs args;
   args.current_state = cluster::StateName(from);

@@ -146,12 +146,46 @@ std::string ClusterRig::DefaultUserConfig() const {
     << "      <var name=\"APP\" value=\"" << (options_.bin_dir / "hakit-demo-app").string()
     << "\"/>\n"
     << "      <var name=\"APP_PORT\" value=\"" << options_.app_port << "\"/>\n"
-    << "    </user>\n  </service>\n</safe>\n";
+    << "    </user>\n";
+  if (options_.replicated) {
+    x << "    <rfs async=\"" << options_.replication_async << "\">\n"
+      << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n"
+      << "    </rfs>\n";
+  }
+  x << "  </service>\n</safe>\n";
   return x.str();
+}
+
+std::string ClusterRig::ReplicatedDir() const {
+  // Per testbed (its tag holds our pid and a counter): concurrent rigs never
+  // share it. Only an empty mount point in the root namespace.
+  return "/run/hakit-rig/" + bed_->tag() + "/data";
+}
+
+std::optional<pid_t> ClusterRig::DaemonPid(const std::string& node) const {
+  auto it = daemons_.find(node);
+  if (it == daemons_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<testbed::CommandOutput> ClusterRig::RunInDaemon(const std::string& node,
+                                                       const std::vector<std::string>& argv,
+                                                       std::chrono::milliseconds timeout) {
+  auto pid = DaemonPid(node);
+  if (!pid) return Status::NotFound("no hakitd runs on " + node);
+  std::vector<std::string> cmd = {"nsenter", "--target", std::to_string(*pid), "--mount",
+                                  "--net", "--"};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  return bed_->RunIn(bed_->NodeNamespace(node), cmd, timeout);
 }
 
 Status ClusterRig::WriteNode(const std::string& node) {
   Layout l = LayoutOf(node);
+  if (options_.replicated) {
+    std::error_code ec;
+    fs::create_directories(DataDir(node), ec);
+    if (ec) return Status::IoError("cannot create " + DataDir(node).string() + ": " + ec.message());
+  }
   std::ostringstream c;
   c << "<cluster port=\"" << options_.cluster_port << "\">\n  <lans>\n";
   for (int lan = 0; lan < options_.lans; ++lan) {
@@ -204,7 +238,15 @@ ClusterRig::~ClusterRig() {
   for (const auto& node : nodes()) {
     if (auto pid = AppPid(node)) ::kill(*pid, SIGKILL);
   }
+  std::string mount_point = options_.replicated && bed_ ? ReplicatedDir() : std::string();
   bed_.reset();  // kills what is left in the namespaces, deletes them
+  if (!mount_point.empty()) {
+    // The mounts lived in the daemons' namespaces; only the empty mount
+    // point (and its per-rig parent) remain here.
+    std::error_code ec;
+    fs::remove(mount_point, ec);
+    fs::remove(fs::path(mount_point).parent_path(), ec);
+  }
   if (!options_.keep_work_dir && !work_dir_.empty()) {
     std::error_code ec;
     fs::remove_all(work_dir_, ec);
@@ -222,6 +264,7 @@ Status ClusterRig::StartDaemon(const std::string& node, std::chrono::millisecond
   o.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}};
   o.stdout_path = (l.LogDir() / "hakitd.out").string();
   o.stderr_path = (l.LogDir() / "hakitd.out").string();
+  if (options_.replicated) o.bind_mounts.push_back({DataDir(node).string(), ReplicatedDir()});
   auto pid = bed_->Spawn(o);
   if (!pid.ok()) return pid.status();
   daemons_[node] = *pid;

@@ -42,6 +42,25 @@ class VipSeam {
   virtual sdk::Status RemoveAll() = 0;
 };
 
+// The module's replicated directories (<rfs>), around the start and stop
+// hooks (blocking). Absent for modules without <rfs>.
+class ReplicationSeam {
+ public:
+  virtual ~ReplicationSeam() = default;
+  // Before start_prim: this node's dirs become the primary's copy.
+  // `peer_expected`: going straight to PRIM (a swap, a failback), so the
+  // peer is or is becoming SECOND: connect to it before the application
+  // starts (bounded). Otherwise (ALONE: a failover, a start before the peer
+  // pairs, which waits for our steps to end) do not try; the connection is
+  // made when ALONE turns PRIM (ModuleReplication::PeerIsSecond).
+  virtual sdk::Status BecomePrimary(bool peer_expected) = 0;
+  // Before start_second: read-only mounts, and the receiver applying the
+  // primary's changes.
+  virtual sdk::Status BecomeSecond() = 0;
+  // After stop_prim / stop_second: stops replicating, unmounts.
+  virtual void Leave() = 0;
+};
+
 // What the controller tells the rest of the daemon.
 struct ControllerCallbacks {
   // The state (or a flag) others see changed: heartbeats, `hakit state`.
@@ -68,7 +87,8 @@ class ModuleController {
  public:
   ModuleController(boost::asio::io_context& io, std::string module, cluster::Facts initial,
                    ControllerTimeouts timeouts, std::unique_ptr<HookSeam> hooks,
-                   std::unique_ptr<VipSeam> vips, ControllerCallbacks callbacks);
+                   std::unique_ptr<VipSeam> vips, ControllerCallbacks callbacks,
+                   ReplicationSeam* replication = nullptr);
   ~ModuleController();
 
   // Handles one event. Returns the refusal text for an operator command that
@@ -101,6 +121,7 @@ class ModuleController {
   void Apply(const cluster::Decision& d, const cluster::Event& cause);
   void RunSteps(cluster::Decision d);
   sdk::Status RunStep(cluster::Step step, const cluster::Decision& d, cluster::State from);
+  sdk::Status RunHookStep(cluster::Step step, const cluster::Decision& d, cluster::State from);
   sdk::Status RunStopHook(sdk::Hook hook, sdk::HookArgs args);
   void StepsFinished(cluster::Decision d, sdk::Status status, std::optional<cluster::Step> failed,
                      std::chrono::milliseconds took);
@@ -117,6 +138,7 @@ class ModuleController {
   std::unique_ptr<HookSeam> hooks_;
   std::unique_ptr<VipSeam> vips_;
   ControllerCallbacks callbacks_;
+  ReplicationSeam* replication_ = nullptr;  // not owned; null without <rfs>
   boost::asio::steady_timer wait_timer_;
   std::deque<cluster::Event> deferred_;
   std::thread worker_;

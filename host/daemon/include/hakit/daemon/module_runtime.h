@@ -12,6 +12,7 @@
 #include "hakit/common/log.h"
 #include "hakit/config/module_config.h"
 #include "hakit/daemon/module_controller.h"
+#include "hakit/daemon/module_replication.h"
 #include "hakit/scripts/module_host_context.h"
 #include "hakit/vip/vip_manager.h"
 
@@ -52,6 +53,10 @@ struct ModuleRuntime {
   // every file of bin/.
   cluster::ConfigHash config_hash{};
   std::string config_hash_hex;
+  // <rfs><replicated dir>: null for a module without replicated dirs. Made
+  // by the daemon (it knows the replication addresses); declared before
+  // the controller, whose steps use it, so that it is destroyed after it.
+  std::unique_ptr<ModuleReplication> replication;
   std::unique_ptr<ModuleController> controller;
   bool autostart = false;
   Generations generations;

@@ -45,6 +45,12 @@ struct RigOptions {
   // Parent of the nodes' roots. Empty: a fresh folder under /tmp.
   std::filesystem::path work_dir;
   bool keep_work_dir = false;
+  // <rfs async="..."><replicated dir="ReplicatedDir()"/></rfs> in the demo
+  // module: each node's hakitd sees its own WORK/nodeX/data (DataDir) at
+  // ReplicatedDir(), a path the same on both nodes (a bind mount in the
+  // daemon's private mount namespace). Default off.
+  bool replicated = false;
+  std::string replication_async = "second";  // "second" or "none"
 };
 
 class ClusterRig {
@@ -61,6 +67,19 @@ class ClusterRig {
   Layout LayoutOf(const std::string& node) const { return Layout(work_dir_ / node); }
   std::string Vip() const { return testbed::Testbed::VipAddress(0); }
   const std::filesystem::path& work_dir() const { return work_dir_; }
+
+  // With RigOptions::replicated: the node's copy of the replicated dir, as
+  // the test sees it (the real directory, under the FUSE mount), and the path
+  // at which both daemons (and processes in their namespaces) see it.
+  std::filesystem::path DataDir(const std::string& node) const { return work_dir_ / node / "data"; }
+  std::string ReplicatedDir() const;
+  // The pid of the node's hakitd, if it runs.
+  std::optional<pid_t> DaemonPid(const std::string& node) const;
+  // Runs a short command inside the node's hakitd's namespaces (network and
+  // mount: it sees the replicated dir's FUSE mount). Needs the daemon.
+  Result<testbed::CommandOutput> RunInDaemon(const std::string& node,
+                                            const std::vector<std::string>& argv,
+                                            std::chrono::milliseconds timeout = 10s);
 
   // The module's userconfig.xml as the rig writes it; tests may rewrite a
   // node's copy (WriteUserConfig) before starting its daemon.

@@ -1,0 +1,108 @@
+// ModuleReplication: a module's <rfs><replicated dir> directories as the
+// daemon runs them (first slice of "synchronous byte-level replication").
+//
+//  - Primary (before start_prim): an Interceptor kPrimary over every dir, its
+//    changes going to one ReplicationSender connected to the peer's receiver
+//    (the peer's address on the replication lan, cluster port + 1). A peer
+//    that cannot be reached leaves the sender unconnected: the primary runs
+//    alone (writes are acknowledged locally), the start is never blocked for
+//    longer than a bounded connection attempt.
+//  - Secondary (before start_second): an Interceptor kReadOnly over every
+//    dir and a ReplicationReceiver applying the primary's changes into the
+//    real directories underneath (dir index = position in <rfs>).
+//  - Leave (after stop_prim / stop_second): stops replicating, unmounts.
+//
+// Not in this slice: full synchronisation of a returning secondary and the
+// dirty-zone map; changes made while the sender is not replicating are
+// counted (stats) but never resent.
+//
+// Threading: BecomePrimary/BecomeSecond/Leave run on the controller's worker
+// thread; PeerIsSecond, SetGeneration and Status on the daemon's io thread.
+// Every method is thread-safe and none blocks the io thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hakit/daemon/module_controller.h"
+#include "hakit/sdk/status.h"
+
+namespace hakit::replication {
+class Interceptor;
+class ReplicationSender;
+class ReplicationReceiver;
+class OperationSink;
+}  // namespace hakit::replication
+
+namespace hakit::daemon {
+
+struct ReplicationSettings {
+  std::string module;
+  std::string node;
+  std::array<std::uint8_t, 32> config_hash{};
+  std::vector<std::string> dirs;             // <replicated dir>, in <rfs> order
+  bool xattrs = false;                       // acl="on"
+  bool sync = false;                         // async="none": acknowledged once applied
+  std::string local_address;                 // this node on the replication lan
+  std::string peer_address;                  // the peer on the replication lan
+  std::uint16_t port = 0;                    // cluster port + 1
+  std::chrono::milliseconds timeout{30000};  // heart timeout
+  // The primary's sender lost its peer (any thread; must not block).
+  std::function<void(const std::string& reason, std::uint64_t unapplied)> on_peer_lost;
+  // One line for the module log (any thread).
+  std::function<void(sdk::LogLevel, const std::string&)> log;
+};
+
+class ModuleReplication : public ReplicationSeam {
+ public:
+  explicit ModuleReplication(ReplicationSettings settings);
+  ~ModuleReplication() override;
+  ModuleReplication(const ModuleReplication&) = delete;
+  ModuleReplication& operator=(const ModuleReplication&) = delete;
+
+  // At daemon start: detaches a crashed daemon's mount from every dir.
+  void CleanupStaleMounts();
+
+  sdk::Status BecomePrimary(bool peer_expected) override;
+  sdk::Status BecomeSecond() override;
+  void Leave() override;
+
+  // The module runs PRIM: its peer is SECOND. Connects the sender in the
+  // background if it is not replicating (ALONE -> PRIM runs no step).
+  void PeerIsSecond();
+  // This node's data generation, announced in the next handshakes.
+  void SetGeneration(std::uint64_t generation);
+  // For `hakit state`: role, sender or receiver state and counters.
+  nlohmann::json StatusJson() const;
+
+  const ReplicationSettings& settings() const { return settings_; }
+
+ private:
+  enum class Role { kNone, kPrimary, kSecond };
+  // Connection attempts until one succeeds, `budget` passes or Leave().
+  sdk::Status ConnectFor(std::chrono::milliseconds budget);
+  void Log(sdk::LogLevel level, const std::string& message) const;
+
+  ReplicationSettings settings_;
+  mutable std::mutex mu_;  // guards what follows; never held while blocking long
+  Role role_ = Role::kNone;
+  std::vector<std::unique_ptr<replication::OperationSink>> sinks_;
+  std::unique_ptr<replication::ReplicationSender> sender_;
+  std::unique_ptr<replication::ReplicationReceiver> receiver_;
+  std::vector<std::unique_ptr<replication::Interceptor>> mounts_;
+  std::thread connector_;
+  std::atomic<bool> connector_done_{true};
+  std::atomic<bool> leaving_{false};
+  std::atomic<std::uint64_t> generation_{0};
+};
+
+}  // namespace hakit::daemon

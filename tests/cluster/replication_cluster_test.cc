@@ -1,0 +1,253 @@
+// Replication across a real cluster: two hakitd with a module whose <rfs>
+// replicates one dir, each node holding its own copy at the same path (a
+// bind mount in each daemon's private mount namespace). A writer in the
+// primary's namespaces changes files through the FUSE mount; the
+// secondary's copy must equal the primary's, and after a power cut of the
+// primary the new primary must serve every acknowledged byte.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "../replication_fuse/tree_compare.h"
+#include "hakit/history/store.h"
+#include "hakit/rig/cluster_rig.h"
+
+namespace hakit::rig {
+namespace {
+
+using cluster::State;
+using namespace std::chrono_literals;
+
+bool MountedHere(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" " + path + " ") != std::string::npos) return true;
+  }
+  return false;
+}
+
+class ReplicationClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (Status s = testbed::Testbed::CheckPrerequisites(); !s.ok()) GTEST_SKIP() << s.message();
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+  }
+
+  void MakeRig(RigOptions o = {}) {
+    o.bin_dir = HAKIT_BINARY_DIR "/bin";
+    o.replicated = true;
+    auto r = ClusterRig::Create(o);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    rig_ = std::move(*r);
+  }
+
+  void StartBoth() {
+    ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+    ASSERT_TRUE(rig_->StartDaemon("node2").ok());
+    for (const auto& n : rig_->nodes()) {
+      auto r = rig_->Command(n, "start");
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      ASSERT_EQ(r->exit_code, 0) << r->error;
+    }
+  }
+
+  // The module's replication status as `hakit state` shows it.
+  nlohmann::json Replication(const std::string& node) {
+    auto m = rig_->ModuleState(node);
+    if (!m.ok()) return nlohmann::json::object();
+    return m->value("details", nlohmann::json::object())
+        .value("replication", nlohmann::json::object());
+  }
+
+  // Waits until the replication of `node` is in `state` (bounded).
+  bool WaitReplication(const std::string& node, const std::string& state,
+                       std::chrono::milliseconds wait) {
+    auto deadline = std::chrono::steady_clock::now() + wait;
+    do {
+      if (Replication(node).value("state", "") == state) return true;
+      std::this_thread::sleep_for(50ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
+  }
+
+  // sha256sum of `files` (relative to dir), hashes only, in order.
+  std::string Hashes(const testbed::CommandOutput& out) {
+    std::istringstream in(out.output);
+    std::string all;
+    for (std::string line; std::getline(in, line);) all += line.substr(0, 64) + "\n";
+    return all;
+  }
+
+  std::vector<history::Event> History(const std::string& node) {
+    history::HistoryStore::Options o;
+    o.read_only = true;
+    auto store = history::HistoryStore::Open(rig_->LayoutOf(node).HistoryDb(), o);
+    if (!store.ok()) return {};
+    auto ev = (*store)->Query({});
+    return ev.ok() ? *ev : std::vector<history::Event>{};
+  }
+
+  std::unique_ptr<ClusterRig> rig_;
+};
+
+TEST_F(ReplicationClusterTest, WritesReachTheSecondaryAndSurviveThePrimarysPowerCut) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  StartBoth();
+  auto paired = rig_->WaitPaired(15s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message();
+  const std::string prim = *paired;
+  const std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(WaitReplication(prim, "replicating", 10s)) << Replication(prim).dump();
+  ASSERT_TRUE(WaitReplication(second, "connected", 10s)) << Replication(second).dump();
+
+  // The writer runs where the application would: in the primary's
+  // namespaces, through the FUSE mount.
+  const std::string script =
+      "set -e\n"
+      "cd '" +
+      dir +
+      "'\n"
+      "i=0\n"
+      "while [ $i -lt 200 ]; do echo \"record $i\" >> log.txt; i=$((i+1)); done\n"
+      "printf 'first version' > config.tmp\n"
+      "mv config.tmp config.txt\n"
+      "mkdir -p sub\n"
+      "dd if=/dev/urandom of=sub/blob bs=4096 count=64 conv=fsync status=none\n"
+      "echo tail >> sub/blob\n"
+      "sync log.txt sub/blob\n"
+      "echo WRITER_DONE\n";
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", script}, 30s);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  ASSERT_TRUE(w->status.exited() && w->status.code == 0)
+      << w->status.ToString() << ": " << w->output;
+  ASSERT_NE(w->output.find("WRITER_DONE"), std::string::npos) << w->output;
+
+  // The secondary's real directory equals the primary's (async="second":
+  // acknowledged once received, applied shortly after).
+  std::vector<std::string> diffs;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
+    if (diffs.empty()) break;
+    std::this_thread::sleep_for(100ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs) << "\n"
+                             << Replication(prim).dump() << "\n"
+                             << Replication(second).dump();
+
+  // The secondary's mount refuses local writers.
+  auto ro = rig_->RunInDaemon(second, {"sh", "-c", "echo x > '" + dir + "/intruder'"}, 10s);
+  ASSERT_TRUE(ro.ok()) << ro.status().message();
+  EXPECT_NE(ro->status.code, 0) << "the secondary's replicated dir accepted a local write";
+
+  // What was acknowledged, read from the primary's real copy.
+  const std::vector<std::string> files = {"log.txt", "config.txt", "sub/blob"};
+  std::vector<std::string> local = {"sha256sum"};
+  for (const auto& f : files) local.push_back((rig_->DataDir(prim) / f).string());
+  auto expected = rig_->bed().RunIn(rig_->bed().ClientNamespace(), local, 10s);
+  ASSERT_TRUE(expected.ok() && expected->status.code == 0) << expected.status().message();
+
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 15s).ok());
+  EXPECT_EQ(Replication(second).value("role", ""), "primary") << Replication(second).dump();
+
+  // The new primary serves every acknowledged byte through its mount.
+  std::vector<std::string> remote = {"sha256sum"};
+  for (const auto& f : files) remote.push_back(dir + "/" + f);
+  auto served = rig_->RunInDaemon(second, remote, 10s);
+  ASSERT_TRUE(served.ok()) << served.status().message();
+  ASSERT_EQ(served->status.code, 0) << served->output;
+  EXPECT_EQ(Hashes(*served), Hashes(*expected));
+  auto count = rig_->RunInDaemon(second, {"sh", "-c", "wc -l < '" + dir + "/log.txt'"}, 10s);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count->output, "200\n");
+  // And takes new writes.
+  auto more =
+      rig_->RunInDaemon(second, {"sh", "-c", "echo 'record 200' >> '" + dir + "/log.txt'"}, 10s);
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more->status.code, 0) << more->output;
+
+  // The FUSE mounts live in the daemons' namespaces only.
+  EXPECT_FALSE(MountedHere(dir));
+  rig_.reset();
+  EXPECT_FALSE(MountedHere(dir));
+  std::error_code ec;
+  EXPECT_FALSE(std::filesystem::exists(dir, ec)) << dir << " left behind";
+}
+
+// The secondary's node fails: the primary's sender loses its peer (no ack within
+// the heart timeout), says so in its history, and goes on serving writes (the
+// heartbeats take it ALONE).
+TEST_F(ReplicationClusterTest, PrimaryRecordsTheLossOfItsReplicationPeer) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  StartBoth();
+  auto paired = rig_->WaitPaired(15s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message();
+  const std::string prim = *paired;
+  const std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(WaitReplication(prim, "replicating", 10s)) << Replication(prim).dump();
+  ASSERT_TRUE(rig_->PowerCut(second).ok());
+  bool recorded = false;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!recorded && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : History(prim)) {
+      if (e.kind == "peer_lost" && e.reason.rfind("replication: ", 0) == 0) recorded = true;
+    }
+    if (!recorded) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(recorded) << Replication(prim).dump();
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 15s).ok());
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo alone >> '" + dir + "/alone.txt'"}, 10s);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  EXPECT_EQ(w->status.code, 0) << w->output;
+  std::ifstream in(rig_->DataDir(prim) / "alone.txt");
+  std::string line;
+  EXPECT_TRUE(std::getline(in, line) && line == "alone");
+}
+
+// A swap reverses the roles: the old secondary's mount becomes the primary
+// (connecting to the old primary, now receiving), and new writes reach the
+// other copy. Synchronous mode (async="none").
+TEST_F(ReplicationClusterTest, SwapReversesTheReplicationInSynchronousMode) {
+  RigOptions o;
+  o.replication_async = "none";
+  MakeRig(o);
+  const std::string dir = rig_->ReplicatedDir();
+  StartBoth();
+  auto paired = rig_->WaitPaired(15s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message();
+  const std::string first = *paired;
+  const std::string other = rig_->Peer(first);
+  ASSERT_TRUE(WaitReplication(first, "replicating", 10s)) << Replication(first).dump();
+  auto w = rig_->RunInDaemon(
+      first, {"sh", "-c", "echo one > '" + dir + "/f' && sync '" + dir + "/f'"}, 10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  // Synchronous: applied on the secondary before write(2) returned.
+  auto diffs = testing::CompareTrees(rig_->DataDir(first).string(), rig_->DataDir(other).string());
+  ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+
+  auto r = rig_->Command(first, "swap");
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->error : r.status().message());
+  ASSERT_TRUE(rig_->WaitState(other, State::kPrim, 15s).ok());
+  ASSERT_TRUE(rig_->WaitState(first, State::kSecond, 15s).ok());
+  ASSERT_TRUE(WaitReplication(other, "replicating", 10s)) << Replication(other).dump();
+  ASSERT_TRUE(WaitReplication(first, "connected", 10s)) << Replication(first).dump();
+
+  w = rig_->RunInDaemon(
+      other, {"sh", "-c", "echo two >> '" + dir + "/f' && mv '" + dir + "/f' '" + dir + "/g'"},
+      10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  diffs = testing::CompareTrees(rig_->DataDir(other).string(), rig_->DataDir(first).string());
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+  std::ifstream in(rig_->DataDir(first) / "g");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "one\ntwo\n");
+}
+
+}  // namespace
+}  // namespace hakit::rig
