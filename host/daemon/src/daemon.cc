@@ -416,17 +416,26 @@ class Daemon : public cluster::HeartbeatListener {
     m.persisted_state = f.state;
   }
 
-  // What the two generations say of this node's copy: the same as the
-  // peer's, newer (the peer's is in our history), older (ours is in the
-  // peer's, by the peer's own answer), or diverged (neither knows the other).
+  // What the two generations say of both copies: the same (both current),
+  // ours newer (the peer's is in our history), the peer's newer (ours is in
+  // its history, by its own answer), or diverged (neither knows the other).
+  // Both nodes derive both statuses from the same two generations, so their
+  // elections agree even while an announced data status is still in flight.
   // Nullopt while the peer has not answered about our current generation.
-  std::optional<cluster::DataStatus> RelateGenerations(const ModuleRuntime& m,
-                                                       const cluster::PeerInfo& p) const {
+  struct DataRelation {
+    cluster::DataStatus local;
+    cluster::DataStatus peer;
+  };
+  std::optional<DataRelation> RelateGenerations(const ModuleRuntime& m,
+                                                const cluster::PeerInfo& p) const {
+    using D = cluster::DataStatus;
     const Generations& g = m.generations;
-    if (g.current == 0 && p.generation == 0) return cluster::DataStatus::kUnknown;
-    if (g.Knows(p.generation)) return cluster::DataStatus::kUpToDate;
+    if (g.current == 0 && p.generation == 0) return DataRelation{D::kUnknown, D::kUnknown};
+    if (g.current == p.generation) return DataRelation{D::kUpToDate, D::kUpToDate};
+    if (g.Knows(p.generation)) return DataRelation{D::kUpToDate, D::kStale};
     if (p.peer_generation_seen != g.current) return std::nullopt;
-    return p.peer_generation_known ? cluster::DataStatus::kStale : cluster::DataStatus::kDiverged;
+    if (p.peer_generation_known) return DataRelation{D::kStale, D::kUpToDate};
+    return DataRelation{D::kDiverged, D::kDiverged};
   }
 
   void PersistFacts(const std::string& module, const cluster::Facts& f) {
@@ -531,7 +540,8 @@ class Daemon : public cluster::HeartbeatListener {
     v.name = peer_;
     if (v.config_matches) {
       if (auto rel = RelateGenerations(m, info)) {
-        if (*rel == cluster::DataStatus::kDiverged &&
+        v.data = rel->peer;
+        if (rel->local == cluster::DataStatus::kDiverged &&
             m.controller->facts().data != cluster::DataStatus::kDiverged) {
           std::string msg = "data diverged: this node's generation " +
                             std::to_string(m.generations.current) + " and " + peer_ + "'s " +
@@ -542,7 +552,7 @@ class Daemon : public cluster::HeartbeatListener {
                  {{"local_generation", m.generations.current},
                   {"peer_generation", info.generation}});
         }
-        m.controller->SetData(*rel);
+        m.controller->SetData(rel->local);
       }
     }
     // Our generation's answer to the peer may have changed: tell it.
