@@ -249,5 +249,37 @@ TEST_F(ReplicationClusterTest, SwapReversesTheReplicationInSynchronousMode) {
   EXPECT_EQ(text.str(), "one\ntwo\n");
 }
 
+// The guarantee's other half: a node that missed writes (it was stopped while
+// the primary wrote alone) rejoins as SECOND but stays behind, as no full
+// synchronisation exists yet, and never takes over on its own: the primary's
+// power cut leaves it waiting for the operator instead of serving old data.
+TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesNeverTakesOverOnItsOwn) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  StartBoth();
+  auto paired = rig_->WaitPaired(15s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message();
+  const std::string prim = *paired;
+  const std::string second = rig_->Peer(prim);
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo missed >> '" + dir + "/missed.txt'"}, 10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0);
+  ASSERT_TRUE(rig_->StartDaemon(second).ok());
+  ASSERT_TRUE(rig_->Command(second, "start").ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  auto m = rig_->ModuleState(second);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->at("details").value("data", ""), "stale") << m->dump();
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  EXPECT_FALSE(rig_->HasVip(second));
+  auto st = rig_->ModuleState(second);
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
+      << st->dump();
+}
+
 }  // namespace
 }  // namespace hakit::rig

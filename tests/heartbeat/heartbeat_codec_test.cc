@@ -219,7 +219,7 @@ TEST(heartbeat_codec, AuthenticatedNonsenseIsMalformed) {
     const char* expect;
   } cases[] = {
       {state_at, 5, "unknown state 5"},
-      {state_at + 1, 0x10, "reserved flag"},
+      {state_at + 1, 0x20, "reserved flag"},
       {state_at + 2, 4, "unknown data status 4"},
   };
   for (const auto& c : cases) {

@@ -24,8 +24,9 @@ constexpr std::uint8_t kFlagBusy = 1 << 0;
 constexpr std::uint8_t kFlagHandingOver = 1 << 1;
 constexpr std::uint8_t kFlagWasLastPrim = 1 << 2;
 constexpr std::uint8_t kFlagPeerGenerationKnown = 1 << 3;
-constexpr std::uint8_t kKnownFlags =
-    kFlagBusy | kFlagHandingOver | kFlagWasLastPrim | kFlagPeerGenerationKnown;
+constexpr std::uint8_t kFlagPeerInSync = 1 << 4;
+constexpr std::uint8_t kKnownFlags = kFlagBusy | kFlagHandingOver | kFlagWasLastPrim |
+                                    kFlagPeerGenerationKnown | kFlagPeerInSync;
 
 // How many earlier runs of one sender are remembered as retired. A handful
 // covers a node restarted a few times while this one stayed up; more buys
@@ -212,7 +213,8 @@ Result<std::vector<std::uint8_t>> Encode(const Heartbeat& hb, const ClusterKey& 
   w.U8(static_cast<std::uint8_t>(hb.state));
   std::uint8_t flags = (hb.busy ? kFlagBusy : 0) | (hb.handing_over ? kFlagHandingOver : 0) |
                        (hb.was_last_prim ? kFlagWasLastPrim : 0) |
-                       (hb.peer_generation_known ? kFlagPeerGenerationKnown : 0);
+                       (hb.peer_generation_known ? kFlagPeerGenerationKnown : 0) |
+                       (hb.peer_in_sync ? kFlagPeerInSync : 0);
   w.U8(flags);
   w.U8(static_cast<std::uint8_t>(hb.data));
   w.Bytes(hb.config_hash.data(), hb.config_hash.size());
@@ -317,6 +319,7 @@ Result<Heartbeat> Decode(std::span<const std::uint8_t> frame, const ClusterKey& 
   hb.handing_over = flags & kFlagHandingOver;
   hb.was_last_prim = flags & kFlagWasLastPrim;
   hb.peer_generation_known = flags & kFlagPeerGenerationKnown;
+  hb.peer_in_sync = flags & kFlagPeerInSync;
   return hb;
 }
 

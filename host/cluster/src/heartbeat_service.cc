@@ -323,6 +323,7 @@ class HeartbeatService::Impl {
     hb.generation = info.generation;
     hb.peer_generation_seen = info.peer_generation_seen;
     hb.peer_generation_known = info.peer_generation_known;
+    hb.peer_in_sync = info.peer_in_sync;
     hb.resources = info.resources;
     return hb;
   }

@@ -11,7 +11,8 @@ bool PeerInfo::SameAnnouncement(const PeerInfo& o) const {
          a.handing_over == b.handing_over && a.busy == b.busy && a.data == b.data &&
          a.was_last_prim == b.was_last_prim && a.name == b.name && boot_id == o.boot_id &&
          generation == o.generation && peer_generation_seen == o.peer_generation_seen &&
-         peer_generation_known == o.peer_generation_known && config_hash == o.config_hash && resources == o.resources;
+         peer_generation_known == o.peer_generation_known && peer_in_sync == o.peer_in_sync &&
+         config_hash == o.config_hash && resources == o.resources;
 }
 
 PeerTable::PeerTable(std::size_t networks, std::chrono::milliseconds timeout)
@@ -84,6 +85,7 @@ void PeerTable::OnHeartbeat(std::size_t network, const Heartbeat& hb, TimePoint 
   next.generation = hb.generation;
   next.peer_generation_seen = hb.peer_generation_seen;
   next.peer_generation_known = hb.peer_generation_known;
+  next.peer_in_sync = hb.peer_in_sync;
   next.config_hash = hb.config_hash;
   next.resources = hb.resources;
 

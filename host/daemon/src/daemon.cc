@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 
@@ -295,6 +296,27 @@ class Daemon : public cluster::HeartbeatListener {
     std::string name = m.name;
     r.on_peer_lost = [this, name](const std::string& reason, std::uint64_t unapplied) {
       // From the sender's threads: history and logs belong to the io thread.
+      // The secondary's copy is behind from now on: this node's data starts
+      // a new generation, on disk before the waiting writes are released
+      // (they are released when this callback returns), so that the
+      // secondary is never mistaken for an up-to-date copy.
+      auto persisted = std::make_shared<std::promise<void>>();
+      auto done = persisted->get_future();
+      asio::post(io_, [this, name, persisted]() {
+        auto it = modules_.find(name);
+        if (it != modules_.end() && it->second->controller &&
+            cluster::IsPrimary(it->second->controller->facts().state)) {
+          ModuleRuntime& m = *it->second;
+          std::uint64_t before = m.generations.current;
+          m.generations.Advance();
+          PersistFacts(name, m.controller->facts());
+          Publish(name);
+          Record(name, "state_change", "", "", "new data generation: replication lost",
+                 {{"generation", m.generations.current}, {"previous", before}});
+        }
+        persisted->set_value();
+      });
+      done.wait_for(std::chrono::seconds(2));
       asio::post(io_, [this, name, reason, unapplied]() {
         std::string msg = "module " + name + ": replication to " + peer_ + " lost: " + reason;
         log_->Warn(msg);
@@ -411,7 +433,11 @@ class Daemon : public cluster::HeartbeatListener {
       if (overruled != 0) details["overruled_peer_generation"] = overruled;
       Record(m.name, "state_change", "", "ALONE", "new data generation", details);
     } else if (f.state == State::kSecond && heartbeats_) {
-      if (const cluster::PeerInfo* p = heartbeats_->Peer(m.name)) m.generations.Adopt(p->generation);
+      // Only a copy known to hold everything the primary holds takes its
+      // generation; otherwise it stays behind (stale: it never takes over on
+      // its own) until a full synchronisation, which is not built yet.
+      const cluster::PeerInfo* p = heartbeats_->Peer(m.name);
+      if (p && p->peer_in_sync) m.generations.Adopt(p->generation);
     }
     m.persisted_state = f.state;
   }
@@ -528,6 +554,11 @@ class Daemon : public cluster::HeartbeatListener {
         if (m.peer_visible && m.last_heard_age_ms > 2 * pulse_.count()) late = true;
       }
       if (late) peer_probe_->Probe();
+      // What heartbeats say of replication (the secondary may take our
+      // generation) changes without a state change: refresh it.
+      for (auto& [name, m] : modules_) {
+        if (m->replication) Publish(name);
+      }
       ArmProbeTimer();
     });
   }
@@ -538,6 +569,14 @@ class Daemon : public cluster::HeartbeatListener {
     auto& m = *it->second;
     cluster::PeerView v = info.view;
     v.name = peer_;
+    // A secondary that the primary declares complete takes its generation
+    // (the first time it could, on entering SECOND, it may not have been).
+    const cluster::Facts& facts = m.controller->facts();
+    if (v.config_matches && facts.state == State::kSecond && !facts.busy && info.peer_in_sync &&
+        m.generations.current != info.generation) {
+      m.generations.Adopt(info.generation);
+      PersistFacts(module, facts);
+    }
     if (v.config_matches) {
       if (auto rel = RelateGenerations(m, info)) {
         v.data = rel->peer;
@@ -639,10 +678,19 @@ class Daemon : public cluster::HeartbeatListener {
     info.was_last_prim = f.was_last_prim;
     info.data = f.data;
     info.config_hash = it->second->config_hash;
-    info.generation = it->second->generations.current;
+    const Generations& gens = it->second->generations;
+    info.generation = gens.current;
     if (const cluster::PeerInfo* p = heartbeats_->Peer(module)) {
       info.peer_generation_seen = p->generation;
-      info.peer_generation_known = it->second->generations.Knows(p->generation);
+      info.peer_generation_known = gens.Knows(p->generation);
+      // A module without replicated dirs has no data to be behind on. With
+      // them, the peer is complete if it has our generation, or our parent
+      // generation with every change of this primary session replicated.
+      const ModuleReplication* r = it->second->replication.get();
+      bool complete = r == nullptr || p->generation == gens.current ||
+                      (!gens.history.empty() && p->generation == gens.history.back() &&
+                       r->SecondHoldsEverything());
+      info.peer_in_sync = cluster::IsPrimary(f.state) && complete;
     }
     heartbeats_->SetLocal(module, info);
   }

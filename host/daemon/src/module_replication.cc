@@ -154,6 +154,13 @@ Status ModuleReplication::ConnectFor(std::chrono::milliseconds budget) {
   return last;
 }
 
+bool ModuleReplication::SecondHoldsEverything() const {
+  std::lock_guard lock(mu_);
+  if (role_ != Role::kPrimary || !sender_) return false;
+  return sender_->state() == repl::SenderState::kReplicating &&
+         sender_->Stats().ops_unreplicated == 0;
+}
+
 void ModuleReplication::PeerIsSecond() {
   std::lock_guard lock(mu_);
   if (role_ != Role::kPrimary || !sender_ || leaving_) return;

@@ -389,6 +389,13 @@ Result<std::string> ClusterRig::WaitPaired(std::chrono::milliseconds wait) {
     State a = StateOf("node1"), b = StateOf("node2");
     auto m1 = ModuleState("node1"), m2 = ModuleState("node2");
     bool idle = m1.ok() && m2.ok() && !m1->value("busy", true) && !m2->value("busy", true);
+    // Paired means the secondary's copy is complete (it took the primary's
+    // data generation), not only that both show their roles.
+    auto in_sync = [](const Result<nlohmann::json>& m) {
+      return m.ok() && m->contains("details") &&
+             m->at("details").value("data", "") == "up_to_date";
+    };
+    idle = idle && in_sync(m1) && in_sync(m2);
     if (idle && a == State::kPrim && b == State::kSecond) return std::string("node1");
     if (idle && b == State::kPrim && a == State::kSecond) return std::string("node2");
     std::this_thread::sleep_for(20ms);

@@ -13,7 +13,7 @@
 //   ..      1+n   module name ("" for a node-level frame: liveness only)
 //   ..      1     state (hakit::cluster::State)
 //   ..      1     flags: bit0 busy, bit1 handing_over, bit2 was_last_prim,
-//                 bit3 peer_generation_known
+//                 bit3 peer_generation_known, bit4 peer_in_sync
 //   ..      1     data status (hakit::cluster::DataStatus)
 //   ..      32    config hash: SHA-256 of the module configuration
 //   ..      8     data generation
@@ -115,6 +115,10 @@ struct Heartbeat {
   // each can tell same / behind / ahead / diverged.
   std::uint64_t peer_generation_seen = 0;
   bool peer_generation_known = false;
+  // From a primary: the peer's copy holds everything this one holds (same
+  // generation, or the parent of ours with nothing written unreplicated since),
+  // so the peer, as SECOND, may take our generation.
+  bool peer_in_sync = false;
   std::vector<ResourceState> resources;  // at most 255 entries
 
   bool operator==(const Heartbeat&) const = default;

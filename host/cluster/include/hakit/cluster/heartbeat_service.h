@@ -80,6 +80,7 @@ struct LocalInfo {
   std::uint64_t generation = 0;
   std::uint64_t peer_generation_seen = 0;  // see Heartbeat
   bool peer_generation_known = false;
+  bool peer_in_sync = false;  // see Heartbeat
   std::vector<ResourceState> resources;
 
   bool operator==(const LocalInfo&) const = default;

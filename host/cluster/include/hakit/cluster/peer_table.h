@@ -36,6 +36,7 @@ struct PeerInfo {
   std::uint64_t generation = 0;
   std::uint64_t peer_generation_seen = 0;  // see Heartbeat
   bool peer_generation_known = false;
+  bool peer_in_sync = false;  // see Heartbeat
   ConfigHash config_hash{};
   std::vector<ResourceState> resources;
 

@@ -81,6 +81,10 @@ class ModuleReplication : public ReplicationSeam {
   void PeerIsSecond();
   // This node's data generation, announced in the next handshakes.
   void SetGeneration(std::uint64_t generation);
+  // Whether the secondary now holds everything this primary holds: the
+  // sender is replicating and, in this primary session, no change was made
+  // while it was not.
+  bool SecondHoldsEverything() const;
   // For `hakit state`: role, sender or receiver state and counters.
   nlohmann::json StatusJson() const;
 
