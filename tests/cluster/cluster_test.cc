@@ -9,8 +9,7 @@
 #include <atomic>
 #include <thread>
 
-#include "hakit/history/store.h"
-#include "hakit/rig/cluster_rig.h"
+#include "rig_test.h"
 
 namespace hakit::rig {
 namespace {
@@ -18,46 +17,13 @@ namespace {
 using cluster::State;
 using namespace std::chrono_literals;
 
-class ClusterTest : public ::testing::Test {
+class ClusterTest : public RigTest {
  protected:
-  void SetUp() override {
-    if (Status s = testbed::Testbed::CheckPrerequisites(); !s.ok()) GTEST_SKIP() << s.message();
-  }
-
-  // Builds the rig; options tweak the default two-lan, 100/500 ms cluster.
-  void MakeRig(RigOptions o = {}) {
-    o.bin_dir = HAKIT_BINARY_DIR "/bin";
-    auto r = ClusterRig::Create(o);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    rig_ = std::move(*r);
-  }
-
-  void StartBoth() {
-    ASSERT_TRUE(rig_->StartDaemon("node1").ok());
-    ASSERT_TRUE(rig_->StartDaemon("node2").ok());
-    for (const auto& n : rig_->nodes()) {
-      auto r = rig_->Command(n, "start");
-      ASSERT_TRUE(r.ok()) << r.status().message();
-      ASSERT_EQ(r->exit_code, 0) << r->error;
-    }
-  }
-
   std::string Paired() {
     auto p = rig_->WaitPaired(15s);
     EXPECT_TRUE(p.ok()) << p.status().message();
     return p.ok() ? *p : std::string();
   }
-
-  std::vector<history::Event> History(const std::string& node) {
-    history::HistoryStore::Options o;
-    o.read_only = true;
-    auto store = history::HistoryStore::Open(rig_->LayoutOf(node).HistoryDb(), o);
-    if (!store.ok()) return {};
-    auto ev = (*store)->Query({});
-    return ev.ok() ? *ev : std::vector<history::Event>{};
-  }
-
-  std::unique_ptr<ClusterRig> rig_;
 };
 
 TEST_F(ClusterTest, BothStartPairOnePrimOneSecondAndClientReachesVip) {
@@ -118,17 +84,7 @@ class DoublePrimaryWatch {
   std::thread thread_;
 };
 
-bool Contains(const std::vector<std::string>& lines, const std::string& text) {
-  return std::any_of(lines.begin(), lines.end(),
-                     [&](const std::string& l) { return l.find(text) != std::string::npos; });
-}
 
-const history::Event* Find(const std::vector<history::Event>& events, const std::string& kind) {
-  for (const auto& e : events) {
-    if (e.kind == kind) return &e;
-  }
-  return nullptr;
-}
 
 TEST_F(ClusterTest, PowerCutOfPrimaryFailsOverAndClientReachesApplication) {
   MakeRig();

@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "hakit/rig/cluster_rig.h"
+#include "rig_test.h"
 
 namespace hakit::rig {
 namespace {
@@ -127,21 +127,14 @@ std::string CheckRecords(const std::string& file, std::size_t acked, std::size_t
   return "";
 }
 
-class NoLossTest : public ::testing::Test {
+class NoLossTest : public RigTest {
  protected:
   void SetUp() override {
-    if (Status s = testbed::Testbed::CheckPrerequisites(); !s.ok()) GTEST_SKIP() << s.message();
-    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+    RigTest::SetUp();
+    if (!IsSkipped() && !HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
   }
 
   void TearDown() override { StopWriter(); }
-
-  nlohmann::json Replication(const std::string& node) {
-    auto m = rig_->ModuleState(node);
-    if (!m.ok()) return nlohmann::json::object();
-    return m->value("details", nlohmann::json::object())
-        .value("replication", nlohmann::json::object());
-  }
 
   std::string StateDump(const std::string& node) {
     auto m = rig_->ModuleState(node);
@@ -154,33 +147,14 @@ class NoLossTest : public ::testing::Test {
     return m->value("details", nlohmann::json::object()).value("data", "");
   }
 
-  template <typename F>
-  bool WaitFor(F done, std::chrono::milliseconds wait) {
-    auto deadline = std::chrono::steady_clock::now() + wait;
-    do {
-      if (done()) return true;
-      std::this_thread::sleep_for(50ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    return false;
-  }
-
   // A fresh replicated rig, both nodes started and paired, the primary
   // replicating to a secondary whose copy is up to date (else the secondary
   // would rightly refuse to take over). Sets prim_ and second_.
   void StartPair() {
     RigOptions o;
-    o.bin_dir = HAKIT_BINARY_DIR "/bin";
     o.replicated = true;
-    auto r = ClusterRig::Create(o);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    rig_ = std::move(*r);
-    ASSERT_TRUE(rig_->StartDaemon("node1").ok());
-    ASSERT_TRUE(rig_->StartDaemon("node2").ok());
-    for (const auto& n : rig_->nodes()) {
-      auto c = rig_->Command(n, "start");
-      ASSERT_TRUE(c.ok()) << c.status().message();
-      ASSERT_EQ(c->exit_code, 0) << c->error;
-    }
+    MakeRig(o);
+    StartBoth();
     auto paired = rig_->WaitPaired(15s);
     ASSERT_TRUE(paired.ok()) << paired.status().message();
     prim_ = *paired;
@@ -253,7 +227,6 @@ class NoLossTest : public ::testing::Test {
     return std::chrono::milliseconds(d(gen));
   }
 
-  std::unique_ptr<ClusterRig> rig_;
   std::string prim_, second_;
   std::filesystem::path ledger_, errors_;
   pid_t writer_ = -1;

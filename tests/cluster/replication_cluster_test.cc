@@ -11,8 +11,7 @@
 #include <thread>
 
 #include "../replication_fuse/tree_compare.h"
-#include "hakit/history/store.h"
-#include "hakit/rig/cluster_rig.h"
+#include "rig_test.h"
 
 namespace hakit::rig {
 namespace {
@@ -28,48 +27,17 @@ bool MountedHere(const std::string& path) {
   return false;
 }
 
-class ReplicationClusterTest : public ::testing::Test {
+class ReplicationClusterTest : public RigTest {
  protected:
   void SetUp() override {
-    if (Status s = testbed::Testbed::CheckPrerequisites(); !s.ok()) GTEST_SKIP() << s.message();
-    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+    RigTest::SetUp();
+    if (!IsSkipped() && !HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
   }
 
+  // Every rig here replicates one dir.
   void MakeRig(RigOptions o = {}) {
-    o.bin_dir = HAKIT_BINARY_DIR "/bin";
     o.replicated = true;
-    auto r = ClusterRig::Create(o);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    rig_ = std::move(*r);
-  }
-
-  void StartBoth() {
-    ASSERT_TRUE(rig_->StartDaemon("node1").ok());
-    ASSERT_TRUE(rig_->StartDaemon("node2").ok());
-    for (const auto& n : rig_->nodes()) {
-      auto r = rig_->Command(n, "start");
-      ASSERT_TRUE(r.ok()) << r.status().message();
-      ASSERT_EQ(r->exit_code, 0) << r->error;
-    }
-  }
-
-  // The module's replication status as `hakit state` shows it.
-  nlohmann::json Replication(const std::string& node) {
-    auto m = rig_->ModuleState(node);
-    if (!m.ok()) return nlohmann::json::object();
-    return m->value("details", nlohmann::json::object())
-        .value("replication", nlohmann::json::object());
-  }
-
-  // Waits until the replication of `node` is in `state` (bounded).
-  bool WaitReplication(const std::string& node, const std::string& state,
-                       std::chrono::milliseconds wait) {
-    auto deadline = std::chrono::steady_clock::now() + wait;
-    do {
-      if (Replication(node).value("state", "") == state) return true;
-      std::this_thread::sleep_for(50ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    return false;
+    RigTest::MakeRig(o);
   }
 
   // sha256sum of `files` (relative to dir), hashes only, in order.
@@ -79,17 +47,6 @@ class ReplicationClusterTest : public ::testing::Test {
     for (std::string line; std::getline(in, line);) all += line.substr(0, 64) + "\n";
     return all;
   }
-
-  std::vector<history::Event> History(const std::string& node) {
-    history::HistoryStore::Options o;
-    o.read_only = true;
-    auto store = history::HistoryStore::Open(rig_->LayoutOf(node).HistoryDb(), o);
-    if (!store.ok()) return {};
-    auto ev = (*store)->Query({});
-    return ev.ok() ? *ev : std::vector<history::Event>{};
-  }
-
-  std::unique_ptr<ClusterRig> rig_;
 };
 
 TEST_F(ReplicationClusterTest, WritesReachTheSecondaryAndSurviveThePrimarysPowerCut) {
