@@ -1036,13 +1036,19 @@ int OnFsync(const char* path, int datasync, fuse_file_info* fi) {
     State* s = Self();
     FileHandle* h = FileOf(fi);
     if (h == nullptr) return -EBADF;
-    // The local flush runs without the inode lock: writes that returned
-    // before this fsync were submitted before it, which is all it covers.
-    if ((datasync ? ::fdatasync(h->fd) : ::fsync(h->fd)) != 0) return -errno;
-    if (s->read_only || path == nullptr) return 0;
-    Operation op = MakeOp(OpKind::kFsync, path);
-    op.flags = datasync ? 1 : 0;
-    return Finish(s, Submit(s, std::move(op)), 0);
+    // Neither flush needs the inode lock: writes that returned before this
+    // fsync were submitted before it, which is all it covers. The peer's
+    // flush is asked for first so that both disks flush at the same time;
+    // the call returns once both have.
+    std::optional<std::uint64_t> ticket;
+    if (!s->read_only && path != nullptr) {
+      Operation op = MakeOp(OpKind::kFsync, path);
+      op.flags = datasync ? 1 : 0;
+      ticket = Submit(s, std::move(op));
+    }
+    int local = (datasync ? ::fdatasync(h->fd) : ::fsync(h->fd)) != 0 ? -errno : 0;
+    int remote = Finish(s, ticket, 0);
+    return local != 0 ? local : remote;
   });
 }
 
@@ -1121,12 +1127,13 @@ int OnFsyncdir(const char* path, int datasync, fuse_file_info* fi) {
     State* s = Self();
     DirHandle* h = DirOf(fi);
     if (h == nullptr) return -EBADF;
-    if (::fsync(::dirfd(h->dir)) != 0) return -errno;
-    if (s->read_only || path == nullptr) return 0;
-    // The root's path is "", which the peer reads as its whole file system:
-    // more than asked, never less.
-    Operation op = MakeOp(OpKind::kFsync, path);
-    return Finish(s, Submit(s, std::move(op)), 0);
+    // As for files: both flushes at once. The root's path is "", which the
+    // peer reads as its whole file system: more than asked, never less.
+    std::optional<std::uint64_t> ticket;
+    if (!s->read_only && path != nullptr) ticket = Submit(s, MakeOp(OpKind::kFsync, path));
+    int local = ::fsync(::dirfd(h->dir)) != 0 ? -errno : 0;
+    int remote = Finish(s, ticket, 0);
+    return local != 0 ? local : remote;
   });
 }
 
