@@ -627,7 +627,14 @@ class Daemon : public cluster::HeartbeatListener {
     } else {
       log_->Warn("module " + module + ": peer " + peer_ + " lost (every heartbeat network silent)");
     }
-    it->second->controller->PeerLost(host_alive);
+    // The silence that made the peer lost: the detection time of a failover.
+    std::chrono::milliseconds silent_for = timeout_;
+    for (const auto& sm : heartbeats_->Snapshot().modules) {
+      if (sm.module == module && sm.last_heard_age_ms >= 0) {
+        silent_for = std::chrono::milliseconds(sm.last_heard_age_ms);
+      }
+    }
+    it->second->controller->PeerLost(host_alive, silent_for);
   }
 
   void OnNetworkStatus(const std::string& lan, bool up) override {

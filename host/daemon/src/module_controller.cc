@@ -229,7 +229,7 @@ void ModuleController::StepsFinished(Decision d, Status status, std::optional<St
   if (worker_.joinable()) worker_.join();
   nlohmann::json details = {{"action", d.action}, {"steps_ms", took.count()}};
   if (d.history_kind == "failover" && peer_lost_at_ != Clock::time_point{}) {
-    details["detection_ms"] = Ms(peer_lost_at_ - last_peer_heard_);
+    details["detection_ms"] = peer_silence_.count();
     details["takeover_ms"] = Ms(Clock::now() - peer_lost_at_);
     peer_lost_at_ = {};
   }
@@ -336,7 +336,6 @@ void ModuleController::UpdatePeer(const cluster::PeerView& view) {
                  old.data != view.data || old.was_last_prim != view.was_last_prim ||
                  old.name != view.name || data_changed_;
   data_changed_ = false;
-  last_peer_heard_ = Clock::now();
   facts_.peer = view;
   if (!changed) return;
   callbacks_.published();
@@ -344,9 +343,10 @@ void ModuleController::UpdatePeer(const cluster::PeerView& view) {
   Handle({EventKind::kPeerChanged, {}});
 }
 
-void ModuleController::PeerLost(bool peer_host_alive) {
+void ModuleController::PeerLost(bool peer_host_alive, std::chrono::milliseconds silent_for) {
   if (!facts_.peer.visible) return;
   peer_lost_at_ = Clock::now();
+  peer_silence_ = silent_for;
   facts_.peer.visible = false;
   facts_.peer.busy = false;
   facts_.peer.handing_over = false;

@@ -1031,24 +1031,30 @@ int OnRelease(const char* path, fuse_file_info* fi) {
   });
 }
 
+// fsync of a file or directory: the peer's flush is asked for first, so that
+// both disks flush at the same time; the call returns once both have. Neither
+// needs the inode lock: changes that returned before the fsync were submitted
+// before it, which is all it covers.
+template <typename LocalFlush>
+int FlushBoth(State* s, const char* path, bool datasync, LocalFlush local_flush) {
+  std::optional<std::uint64_t> ticket;
+  if (!s->read_only && path != nullptr) {
+    Operation op = MakeOp(OpKind::kFsync, path);
+    op.flags = datasync ? 1 : 0;
+    ticket = Submit(s, std::move(op));
+  }
+  int local = local_flush() != 0 ? -errno : 0;
+  int remote = Finish(s, ticket, 0);
+  return local != 0 ? local : remote;
+}
+
 int OnFsync(const char* path, int datasync, fuse_file_info* fi) {
   return Guard([&] {
     State* s = Self();
     FileHandle* h = FileOf(fi);
     if (h == nullptr) return -EBADF;
-    // Neither flush needs the inode lock: writes that returned before this
-    // fsync were submitted before it, which is all it covers. The peer's
-    // flush is asked for first so that both disks flush at the same time;
-    // the call returns once both have.
-    std::optional<std::uint64_t> ticket;
-    if (!s->read_only && path != nullptr) {
-      Operation op = MakeOp(OpKind::kFsync, path);
-      op.flags = datasync ? 1 : 0;
-      ticket = Submit(s, std::move(op));
-    }
-    int local = (datasync ? ::fdatasync(h->fd) : ::fsync(h->fd)) != 0 ? -errno : 0;
-    int remote = Finish(s, ticket, 0);
-    return local != 0 ? local : remote;
+    return FlushBoth(s, path, datasync != 0,
+                     [&] { return datasync ? ::fdatasync(h->fd) : ::fsync(h->fd); });
   });
 }
 
@@ -1127,13 +1133,9 @@ int OnFsyncdir(const char* path, int datasync, fuse_file_info* fi) {
     State* s = Self();
     DirHandle* h = DirOf(fi);
     if (h == nullptr) return -EBADF;
-    // As for files: both flushes at once. The root's path is "", which the
-    // peer reads as its whole file system: more than asked, never less.
-    std::optional<std::uint64_t> ticket;
-    if (!s->read_only && path != nullptr) ticket = Submit(s, MakeOp(OpKind::kFsync, path));
-    int local = ::fsync(::dirfd(h->dir)) != 0 ? -errno : 0;
-    int remote = Finish(s, ticket, 0);
-    return local != 0 ? local : remote;
+    // The root's path is "", which the peer reads as its whole file system:
+    // more than asked, never less.
+    return FlushBoth(s, path, false, [&] { return ::fsync(::dirfd(h->dir)); });
   });
 }
 

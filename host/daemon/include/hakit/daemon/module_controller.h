@@ -105,7 +105,9 @@ class ModuleController {
   // Every heartbeat network went silent. `peer_host_alive`: the peer's node
   // still answers on the network (its hakitd alone died), so this node must
   // not take over on its own.
-  void PeerLost(bool peer_host_alive = false);
+  // `silent_for`: how long the peer had been silent when it was declared
+  // lost (the detection time recorded with a failover).
+  void PeerLost(bool peer_host_alive, std::chrono::milliseconds silent_for);
 
   // Stops the module (for daemon shutdown) and calls `done` once STOP.
   void Shutdown(std::function<void()> done);
@@ -153,7 +155,7 @@ class ModuleController {
   // The state before the running steps began (the shown state may move).
   cluster::State pre_steps_state_ = cluster::State::kStop;
   std::chrono::steady_clock::time_point peer_lost_at_{};
-  std::chrono::steady_clock::time_point last_peer_heard_{};
+  std::chrono::milliseconds peer_silence_{0};
   // Set while the object is alive; the worker posts back only through it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
