@@ -40,6 +40,17 @@ class ReplicationClusterTest : public RigTest {
     RigTest::MakeRig(o);
   }
 
+  // Starts both nodes and waits until they pair with the primary
+  // replicating; returns the primary's name.
+  std::string PairReplicating() {
+    StartBoth();
+    auto paired = rig_->WaitPaired(15s);
+    EXPECT_TRUE(paired.ok()) << paired.status().message();
+    if (!paired.ok()) return "";
+    EXPECT_TRUE(WaitReplication(*paired, "replicating", 10s)) << Replication(*paired).dump();
+    return *paired;
+  }
+
   // sha256sum of `files` (relative to dir), hashes only, in order.
   std::string Hashes(const testbed::CommandOutput& out) {
     std::istringstream in(out.output);
@@ -206,36 +217,114 @@ TEST_F(ReplicationClusterTest, SwapReversesTheReplicationInSynchronousMode) {
   EXPECT_EQ(text.str(), "one\ntwo\n");
 }
 
-// The guarantee's other half: a node that missed writes (it was stopped while
-// the primary wrote alone) rejoins as SECOND but stays behind, as no full
-// synchronisation exists yet, and never takes over on its own: the primary's
-// power cut leaves it waiting for the operator instead of serving old data.
-TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesNeverTakesOverOnItsOwn) {
+// A node that missed writes (stopped while the primary wrote alone: files
+// created, changed, renamed and removed) rejoins as SECOND: the primary
+// compares both trees by zone checksums and sends what differs while the
+// application keeps writing, the history says so, the secondary's copy ends
+// identical and takes the primary's generation, and after the primary's power
+// cut it serves everything.
+TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesIsSynchronisedThenTakesOver) {
   MakeRig();
   const std::string dir = rig_->ReplicatedDir();
-  StartBoth();
-  auto paired = rig_->WaitPaired(15s);
-  ASSERT_TRUE(paired.ok()) << paired.status().message();
-  const std::string prim = *paired;
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  const std::string before =
+      "set -e; cd '" + dir +
+      "'; mkdir -p keep gone; echo kept > keep/a; echo old > keep/b; echo x > gone/x;"
+      " dd if=/dev/urandom of=big bs=1M count=8 status=none; sync big";
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", before}, 30s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  const std::string alone =
+      "set -e; cd '" + dir +
+      "'; echo missed >> missed.txt; echo new > keep/b; rm -r gone; mv keep/a keep/renamed;"
+      " dd if=/dev/urandom of=big bs=64k count=1 seek=50 conv=notrunc status=none;"
+      " mkdir -p fresh/deeper; echo deep > fresh/deeper/f; sync";
+  w = rig_->RunInDaemon(prim, {"sh", "-c", alone}, 30s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+
+  ASSERT_TRUE(rig_->StartDaemon(second).ok());
+  ASSERT_TRUE(rig_->Command(second, "start").ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
+  // The application keeps writing during the synchronisation.
+  auto during = rig_->RunInDaemon(
+      prim, {"sh", "-c", "cd '" + dir + "'; for i in $(seq 1 200); do echo $i >> during.txt; done"},
+      30s);
+  ASSERT_TRUE(during.ok() && during->status.code == 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = rig_->ModuleState(second);
+        return m.ok() && m->at("details").value("data", "") == "up_to_date";
+      },
+      20s))
+      << rig_->ModuleState(second)->dump() << "\n"
+      << Replication(prim).dump();
+  EXPECT_EQ(Replication(prim)["sync"].value("state", ""), "done") << Replication(prim).dump();
+  // Only what differed travelled: one 64 KiB zone of the 8 MiB file, not all.
+  EXPECT_LT(Replication(prim)["sync"].value("bytes_sent", 0), 1u << 20)
+      << Replication(prim).dump();
+  std::vector<std::string> diffs;
+  WaitFor(
+      [&] {
+        diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
+        return diffs.empty();
+      },
+      10s);
+  ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+  EXPECT_TRUE(WaitFor([&] { return Find(History(prim), "reintegration_end") != nullptr; }, 5s));
+
+  ASSERT_TRUE(rig_->PowerCut(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 15s).ok());
+  auto served = rig_->RunInDaemon(
+      second, {"sh", "-c", "cd '" + dir + "'; cat missed.txt keep/b fresh/deeper/f; wc -l < during.txt"},
+      10s);
+  ASSERT_TRUE(served.ok() && served->status.code == 0) << served->output;
+  EXPECT_EQ(served->output, "missed\nnew\ndeep\n200\n");
+}
+
+// A secondary whose synchronisation has not ended never takes over on its
+// own: cut the primary's power while the secondary may still be copying, and
+// it waits for the operator if it was incomplete, or takes over with
+// everything if it had finished.
+TEST_F(ReplicationClusterTest, IncompleteSecondaryNeverTakesOverOnItsOwn) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
   const std::string second = rig_->Peer(prim);
   ASSERT_TRUE(rig_->StopDaemon(second).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
-  auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo missed >> '" + dir + "/missed.txt'"}, 10s);
+  auto w = rig_->RunInDaemon(
+      prim, {"sh", "-c", "dd if=/dev/urandom of='" + dir + "/bulk' bs=1M count=160 status=none"},
+      60s);
   ASSERT_TRUE(w.ok() && w->status.code == 0);
   ASSERT_TRUE(rig_->StartDaemon(second).ok());
   ASSERT_TRUE(rig_->Command(second, "start").ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
-  std::this_thread::sleep_for(4 * rig_->options().timeout);
   auto m = rig_->ModuleState(second);
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(m->at("details").value("data", ""), "stale") << m->dump();
+  const std::string data = m->at("details").value("data", "");
+  std::cerr << "the secondary's data at the power cut: " << data << "\n";
   ASSERT_TRUE(rig_->PowerCut(prim).ok());
-  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
-  EXPECT_FALSE(rig_->HasVip(second));
-  auto st = rig_->ModuleState(second);
-  ASSERT_TRUE(st.ok());
-  EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
-      << st->dump();
+  if (data == "up_to_date") {
+    ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+    auto size = rig_->RunInDaemon(second, {"stat", "-c", "%s", dir + "/bulk"}, 10s);
+    ASSERT_TRUE(size.ok());
+    EXPECT_EQ(size->output, std::to_string(160 << 20) + "\n");
+  } else {
+    EXPECT_EQ(data, "stale") << m->dump();
+    ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+    std::this_thread::sleep_for(4 * rig_->options().timeout);
+    auto st = rig_->ModuleState(second);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->value("state", ""), "WAIT") << st->dump();
+    EXPECT_FALSE(rig_->HasVip(second));
+    EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
+        << st->dump();
+  }
 }
 
 }  // namespace

@@ -359,15 +359,15 @@ TEST_F(ReplicationNet, RefusesAnotherProtocolVersionNamingBoth) {
   h.config_hash = hash_;
   std::string f;
   ASSERT_TRUE(EncodeFrame(h, &f).ok());
-  f[5] = 2;  // header version 2
+  f[5] = 1;  // header version 1 (before the synchronisation frames)
   client.Send(f);
   auto reply = client.Read();
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   const auto* refuse = std::get_if<Refuse>(&*reply);
   ASSERT_NE(refuse, nullptr);
   EXPECT_EQ(refuse->code, RefuseCode::kVersion);
-  EXPECT_NE(refuse->reason.find("version 2"), std::string::npos) << refuse->reason;
-  EXPECT_NE(refuse->reason.find("1 to 1"), std::string::npos) << refuse->reason;
+  EXPECT_NE(refuse->reason.find("version 1"), std::string::npos) << refuse->reason;
+  EXPECT_NE(refuse->reason.find("2 to 2"), std::string::npos) << refuse->reason;
   EXPECT_EQ(client.Read().status().message(), "eof");
 }
 

@@ -157,7 +157,26 @@ TEST(Wire, VersionOutsideWindowNamesBoth) {
   Status v = CheckVersion(header->version);
   ASSERT_FALSE(v.ok());
   EXPECT_NE(v.message().find("version 9"), std::string::npos) << v.message();
-  EXPECT_NE(v.message().find("1 to 1"), std::string::npos) << v.message();
+  EXPECT_NE(v.message().find("2 to 2"), std::string::npos) << v.message();
+  EXPECT_FALSE(DecodeFrame(Bytes(f)).ok());
+}
+
+TEST(Wire, ManifestChunkRoundTripsAndIsBounded) {
+  ManifestChunk m{3, true, "", std::string(1000, 'd')};
+  auto back = DecodeFrame(Bytes(Encode(m)));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(std::get<ManifestChunk>(*back), m);
+  ManifestChunk failed{0, true, "stat x: Permission denied", ""};
+  back = DecodeFrame(Bytes(Encode(failed)));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(std::get<ManifestChunk>(*back).error, failed.error);
+  std::string out;
+  ManifestChunk big{0, false, "", std::string(kMaxManifestData + 1, 'x')};
+  EXPECT_FALSE(EncodeFrame(big, &out).ok());
+  EXPECT_TRUE(out.empty());
+  // A last flag other than 0/1 is refused.
+  std::string f = Encode(m);
+  f[kHeaderSize + 1] = 7;
   EXPECT_FALSE(DecodeFrame(Bytes(f)).ok());
 }
 

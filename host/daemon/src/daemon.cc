@@ -329,6 +329,26 @@ class Daemon : public cluster::HeartbeatListener {
                {{"replication", true}, {"unapplied_ops", unapplied}});
       });
     };
+    r.on_sync = [this, name](const std::string& what, const nlohmann::json& details) {
+      asio::post(io_, [this, name, what, details]() {
+        auto it = modules_.find(name);
+        std::string state;
+        if (it != modules_.end() && it->second->controller) {
+          state = cluster::StateName(it->second->controller->facts().state);
+        }
+        std::string msg = what == "sync_start" ? "full synchronisation of " + peer_ + " started"
+                          : what == "sync_end" ? "full synchronisation of " + peer_ + " done"
+                                               : "full synchronisation of " + peer_ + " failed";
+        if (what == "sync_failed") log_->Warn("module " + name + ": " + msg);
+        nlohmann::json d = details;
+        d["method"] = "checksums";
+        const char* kind = what == "sync_start" ? "reintegration_start"
+                           : what == "sync_end" ? "reintegration_end"
+                                                : "error";
+        Record(name, kind, state, state, msg, d);
+        Publish(name);
+      });
+    };
     r.log = [ctx = m.context.get()](sdk::LogLevel l, const std::string& msg) { ctx->Log(l, msg); };
     m.replication = std::make_unique<ModuleReplication>(std::move(r));
     m.replication->SetGeneration(m.generations.current);
@@ -691,12 +711,11 @@ class Daemon : public cluster::HeartbeatListener {
       info.peer_generation_seen = p->generation;
       info.peer_generation_known = gens.Knows(p->generation);
       // A module without replicated dirs has no data to be behind on. With
-      // them, the peer is complete if it has our generation, or our parent
-      // generation with every change of this primary session replicated.
+      // them, the peer is complete if it has our generation, or if it was
+      // synchronised (or found identical) and every change since reached it.
       const ModuleReplication* r = it->second->replication.get();
-      bool complete = r == nullptr || p->generation == gens.current ||
-                      (!gens.history.empty() && p->generation == gens.history.back() &&
-                       r->SecondHoldsEverything());
+      bool complete =
+          r == nullptr || p->generation == gens.current || r->SecondHoldsEverything();
       info.peer_in_sync = cluster::IsPrimary(f.state) && complete;
     }
     heartbeats_->SetLocal(module, info);

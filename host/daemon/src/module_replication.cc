@@ -9,6 +9,7 @@
 #include "hakit/replication/interceptor.h"
 #include "hakit/replication/receiver.h"
 #include "hakit/replication/sender.h"
+#include "hakit/replication/sync.h"
 
 namespace hakit::daemon {
 
@@ -16,24 +17,6 @@ using sdk::Status;
 using namespace std::chrono_literals;
 namespace repl = hakit::replication;
 
-namespace {
-
-// The interceptor of dir `index` hands its changes to the one sender,
-// tagged with its dir index.
-class DirSink : public repl::OperationSink {
- public:
-  DirSink(repl::ReplicationSender& sender, std::uint8_t index) : sender_(sender), index_(index) {}
-  std::uint64_t Submit(repl::Operation op) override {
-    return sender_.SubmitTo(index_, std::move(op));
-  }
-  Status Wait(std::uint64_t ticket) override { return sender_.Wait(ticket); }
-
- private:
-  repl::ReplicationSender& sender_;
-  std::uint8_t index_;
-};
-
-}  // namespace
 
 ModuleReplication::ModuleReplication(ReplicationSettings settings)
     : settings_(std::move(settings)) {}
@@ -72,6 +55,8 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
   o.mode =
       settings_.sync ? repl::SenderOptions::Mode::kApplied : repl::SenderOptions::Mode::kReceived;
   o.ack_timeout = settings_.timeout;
+  auto manifests = std::make_unique<repl::ManifestCollector>();
+  o.on_manifest = [m = manifests.get()](repl::ManifestChunk&& chunk) { m->Push(std::move(chunk)); };
   o.connect_timeout = std::clamp<std::chrono::milliseconds>(settings_.timeout, 200ms, 2s);
   o.on_peer_lost = [this](const repl::PeerLost& lost) {
     Log(sdk::LogLevel::kError, "peer lost: " + lost.reason + " (" +
@@ -80,28 +65,35 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     if (settings_.on_peer_lost) settings_.on_peer_lost(lost.reason, lost.unapplied.size());
   };
   auto sender = std::make_unique<repl::ReplicationSender>(o);
-  std::vector<std::unique_ptr<repl::OperationSink>> sinks;
+  // The gates start dropping: nothing reaches the peer before the pair is
+  // known to hold the same data (AfterConnect).
+  std::vector<std::unique_ptr<repl::SyncGate>> gates;
   std::vector<std::unique_ptr<repl::Interceptor>> mounts;
   for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
-    sinks.push_back(std::make_unique<DirSink>(*sender, static_cast<std::uint8_t>(i)));
+    gates.push_back(std::make_unique<repl::SyncGate>(*sender, static_cast<std::uint8_t>(i)));
     repl::InterceptorOptions io;
     io.dir = settings_.dirs[i];
     io.mode = repl::InterceptorOptions::Mode::kPrimary;
-    io.sink = sinks.back().get();
+    io.sink = gates.back().get();
     io.xattrs = settings_.xattrs;
     auto m = repl::Interceptor::Mount(io);
     if (!m.ok()) {
       for (auto& done : mounts) done->Unmount();
       return m.status().WithContext("mounting replicated dir " + io.dir);
     }
+    gates.back()->set_root_fd((*m)->real_dir_fd());
     mounts.push_back(std::move(*m));
   }
   {
     std::lock_guard lock(mu_);
     sender_ = std::move(sender);
-    sinks_ = std::move(sinks);
+    manifests_ = std::move(manifests);
+    gates_ = std::move(gates);
     mounts_ = std::move(mounts);
     role_ = Role::kPrimary;
+    unreplicated_at_pairing_ = 0;
+    sync_state_ = "none";
+    progress_.reset();
   }
   Log(sdk::LogLevel::kInfo,
       "primary: " + std::to_string(settings_.dirs.size()) + " replicated dir(s) mounted");
@@ -134,18 +126,20 @@ Status ModuleReplication::ConnectFor(std::chrono::milliseconds budget) {
     }
     // The sender stays alive: only Leave() destroys it, after joining the
     // connector and on the thread that calls ConnectFor synchronously.
+    // Until the pair is known to hold the same data, changes are dropped
+    // rather than sent to a copy that may lack what they apply to.
+    // A synchronisation of a lost session ends at its next step (the sender
+    // is not replicating); it must be gone before the gates start anew.
+    if (syncer_.joinable()) syncer_.join();
+    for (std::size_t i = 0; i < mounts_.size(); ++i) {
+      mounts_[i]->RunExclusive([&] { gates_[i]->BeginSync(); });
+    }
     last = sender->Connect();
     if (last.ok()) {
       Log(sdk::LogLevel::kInfo, "replicating to " + settings_.peer_address + ":" +
                                     std::to_string(settings_.port) +
                                     (settings_.sync ? " (synchronous)" : " (async=second)"));
-      auto st = sender->Stats();
-      if (st.ops_unreplicated > 0) {
-        Log(sdk::LogLevel::kWarning,
-            std::to_string(st.ops_unreplicated) +
-                " change(s) made while not replicating are missing on the peer (no full "
-                "synchronisation yet)");
-      }
+      AfterConnect();
       return last;
     }
     if (std::chrono::steady_clock::now() + 100ms >= deadline) break;
@@ -154,11 +148,112 @@ Status ModuleReplication::ConnectFor(std::chrono::milliseconds budget) {
   return last;
 }
 
+void ModuleReplication::AfterConnect() {
+  auto st = sender_->Stats();
+  const bool same_data = st.peer_generation == generation_ && st.peer_consistent &&
+                         st.ops_unreplicated == unreplicated_at_pairing_;
+  std::vector<std::size_t> behind;
+  for (std::size_t i = 0; i < mounts_.size(); ++i) {
+    mounts_[i]->RunExclusive([&] {
+      if (same_data && gates_[i]->dropped() == 0) {
+        gates_[i]->Pass();
+      } else {
+        behind.push_back(i);
+      }
+    });
+  }
+  if (behind.empty()) {
+    std::lock_guard lock(mu_);
+    sync_state_ = "none";
+    return;
+  }
+  std::string why = st.peer_generation != generation_
+                        ? "the peer's data generation " + std::to_string(st.peer_generation) +
+                              " is not ours (" + std::to_string(generation_.load()) + ")"
+                        : "changes were made while not replicating";
+  Log(sdk::LogLevel::kWarning, "the secondary may lack changes (" + why +
+                                   "): full synchronisation of " + std::to_string(behind.size()) +
+                                   " dir(s) by checksums, while the application runs");
+  syncing_ = true;
+  {
+    std::lock_guard lock(mu_);
+    sync_state_ = "running";
+    progress_ = std::make_shared<repl::SyncProgress>();
+  }
+  syncer_ = std::thread([this, behind]() { RunSync(behind); });
+}
+
+void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
+  std::shared_ptr<repl::SyncProgress> progress;
+  {
+    std::lock_guard lock(mu_);
+    progress = progress_;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const std::uint64_t session = sender_->Stats().sessions;
+  if (settings_.on_sync) {
+    settings_.on_sync("sync_start", {{"dirs", dirs.size()}, {"peer", settings_.peer_address}});
+  }
+  Status result = Status::Ok();
+  for (std::size_t i : dirs) {
+    repl::TreeSyncOptions o;
+    o.mount = mounts_[i].get();
+    o.gate = gates_[i].get();
+    o.sender = sender_.get();
+    o.manifests = manifests_.get();
+    o.dir_index = static_cast<std::uint8_t>(i);
+    o.generation = generation_;
+    o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
+    o.log = [this, dir = settings_.dirs[i]](const std::string& m) {
+      Log(sdk::LogLevel::kInfo, "synchronising " + dir + ": " + m);
+    };
+    result = repl::RunTreeSync(o, progress.get());
+    if (!result.ok()) {
+      result = result.WithContext("synchronising " + settings_.dirs[i]);
+      break;
+    }
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+  nlohmann::json details = {{"duration_ms", ms},
+                            {"entries", progress->entries.load()},
+                            {"bytes_compared", progress->bytes_compared.load()},
+                            {"bytes_sent", progress->bytes_sent.load()},
+                            {"passes", progress->passes.load()}};
+  {
+    std::lock_guard lock(mu_);
+    if (result.ok()) {
+      unreplicated_at_pairing_ = sender_->Stats().ops_unreplicated;
+      sync_state_ = "done";
+    } else {
+      sync_state_ = "failed: " + result.message();
+    }
+  }
+  if (result.ok()) {
+    Log(sdk::LogLevel::kInfo, "full synchronisation done in " + std::to_string(ms) + " ms: " +
+                                  std::to_string(progress->bytes_sent.load()) + " of " +
+                                  std::to_string(progress->bytes_compared.load()) +
+                                  " bytes compared were sent");
+  } else {
+    details["error"] = result.message();
+    Log(sdk::LogLevel::kError, "full synchronisation failed: " + result.message() +
+                                   " (the secondary stays incomplete; it is retried when the "
+                                   "pair forms again)");
+  }
+  if (settings_.on_sync) settings_.on_sync(result.ok() ? "sync_end" : "sync_failed", details);
+  syncing_ = false;
+}
+
 bool ModuleReplication::SecondHoldsEverything() const {
   std::lock_guard lock(mu_);
-  if (role_ != Role::kPrimary || !sender_) return false;
-  return sender_->state() == repl::SenderState::kReplicating &&
-         sender_->Stats().ops_unreplicated == 0;
+  if (role_ != Role::kPrimary || !sender_ || syncing_) return false;
+  if (sender_->state() != repl::SenderState::kReplicating) return false;
+  if (sender_->Stats().ops_unreplicated != unreplicated_at_pairing_) return false;
+  for (const auto& g : gates_) {
+    if (!g->passing()) return false;
+  }
+  return true;
 }
 
 void ModuleReplication::PeerIsSecond() {
@@ -211,6 +306,15 @@ Status ModuleReplication::BecomeSecond() {
   o.on_session_end = [this](const std::string& reason) {
     Log(sdk::LogLevel::kWarning, "primary's session ended: " + reason);
   };
+  o.on_sync_begin = [this](std::uint8_t dir) {
+    Log(sdk::LogLevel::kWarning, "the primary synchronises " + settings_.dirs.at(dir) +
+                                     ": this copy is incomplete until it ends");
+  };
+  o.on_sync_end = [this](std::uint8_t dir, std::uint64_t generation) {
+    Log(sdk::LogLevel::kInfo, "synchronisation of " + settings_.dirs.at(dir) +
+                                  " complete (primary's generation " + std::to_string(generation) +
+                                  ")");
+  };
   o.on_apply_failed = [this](const Status& s) {
     Log(sdk::LogLevel::kError, "applying the primary's change failed: " + s.message() +
                                    " (this copy is no longer identical)");
@@ -239,7 +343,8 @@ void ModuleReplication::Leave() {
   std::unique_ptr<repl::ReplicationSender> sender;
   std::unique_ptr<repl::ReplicationReceiver> receiver;
   std::vector<std::unique_ptr<repl::Interceptor>> mounts;
-  std::vector<std::unique_ptr<repl::OperationSink>> sinks;
+  std::vector<std::unique_ptr<repl::SyncGate>> gates;
+  std::unique_ptr<repl::ManifestCollector> manifests;
   Role role;
   {
     std::lock_guard lock(mu_);
@@ -247,16 +352,19 @@ void ModuleReplication::Leave() {
     role = role_;
     role_ = Role::kNone;
   }
-  // The connector uses the sender: it ends (bounded by connect_timeout)
-  // before the sender goes.
+  // The connector and the synchronisation use the sender and the mounts:
+  // they end (bounded by connect_timeout and one step) before those go.
   if (connector.joinable()) connector.join();
   connector_done_ = true;
+  if (syncer_.joinable()) syncer_.join();
+  syncing_ = false;
   {
     std::lock_guard lock(mu_);
     sender = std::move(sender_);
     receiver = std::move(receiver_);
     mounts = std::move(mounts_);
-    sinks = std::move(sinks_);
+    gates = std::move(gates_);
+    manifests = std::move(manifests_);
   }
   if (role == Role::kNone && mounts.empty() && !sender && !receiver) return;
   // Primary: the application is down; the mounts go first (requests being
@@ -271,8 +379,9 @@ void ModuleReplication::Leave() {
   }
   if (sender) sender->Stop();
   mounts.clear();
-  sinks.clear();
+  gates.clear();
   sender.reset();
+  manifests.reset();
   receiver.reset();
   Log(sdk::LogLevel::kInfo, "replicated dir(s) unmounted");
 }
@@ -299,6 +408,13 @@ nlohmann::json ModuleReplication::StatusJson() const {
         j["sessions"] = s.sessions;
         j["peers_lost"] = s.peers_lost;
         j["last_error"] = s.last_error;
+      }
+      j["sync"] = {{"state", sync_state_}};
+      if (progress_) {
+        j["sync"]["passes"] = progress_->passes.load();
+        j["sync"]["entries"] = progress_->entries.load();
+        j["sync"]["bytes_compared"] = progress_->bytes_compared.load();
+        j["sync"]["bytes_sent"] = progress_->bytes_sent.load();
       }
       break;
     }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hakit/replication/operation.h"
 
@@ -423,6 +425,46 @@ Status ApplyRemove(int root_fd, const Operation& op) {
   return Status::Ok();
 }
 
+// Removes `name` in `dir_fd` whatever it is, a directory with everything
+// below it included; never follows a symbolic link.
+Status RemoveTreeAt(const Operation& op, int dir_fd, const std::string& name, int depth) {
+  if (depth > 4096) return Status::IoError(Describe(op) + ": directory nesting too deep");
+  if (::unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
+  if (errno != EISDIR && errno != EPERM) return ErrnoStatus(op, "unlink", errno);
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? Status::Ok() : ErrnoStatus(op, "open", errno);
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return ErrnoStatus(op, "fdopendir", errno);
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n(e->d_name);
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  Status result = Status::Ok();
+  for (const auto& n : names) {
+    result = RemoveTreeAt(op, ::dirfd(d), n, depth + 1);
+    if (!result.ok()) break;
+  }
+  ::closedir(d);
+  if (!result.ok()) return result;
+  if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return ErrnoStatus(op, "rmdir", errno);
+  }
+  return Status::Ok();
+}
+
+Status ApplyRemoveTree(int root_fd, const Operation& op) {
+  auto parent = OpenParent(root_fd, op, op.path);
+  if (!parent.ok()) {
+    // A parent that is missing (or not a directory) holds nothing to remove.
+    return parent.status().code() == Status::Code::kNotFound ? Status::Ok() : parent.status();
+  }
+  return RemoveTreeAt(op, parent->dir_fd, parent->name, 0);
+}
+
 bool AcceptsRoot(OpKind kind) {
   switch (kind) {
     case OpKind::kChmod:
@@ -431,6 +473,8 @@ bool AcceptsRoot(OpKind kind) {
     case OpKind::kSetXattr:
     case OpKind::kRemoveXattr:
     case OpKind::kFsync:
+    case OpKind::kSyncBegin:
+    case OpKind::kSyncEnd:
       return true;
     default:
       return false;
@@ -464,6 +508,10 @@ sdk::Status ApplyOperation(int root_fd, const Operation& op) {
     case OpKind::kSetXattr:
     case OpKind::kRemoveXattr: return ApplyAttr(root_fd, op);
     case OpKind::kFsync: return ApplyFsync(root_fd, op);
+    case OpKind::kRemoveTree: return ApplyRemoveTree(root_fd, op);
+    // The receiver acts on these itself; as operations they change nothing.
+    case OpKind::kSyncBegin:
+    case OpKind::kSyncEnd: return Status::Ok();
   }
   return Status::InvalidArgument(Describe(op) + ": unknown operation kind " +
                                  std::to_string(static_cast<int>(op.kind)));

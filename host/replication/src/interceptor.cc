@@ -38,6 +38,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -289,6 +291,18 @@ struct Interceptor::State {
   InodeLockTable inode_locks;
   std::mutex namespace_mu;
 
+  // Every change holds this shared from its apply to its acknowledgement;
+  // RunExclusive() holds it alone. Writer-preferring, so that a steady
+  // stream of changes cannot starve a synchronisation step.
+  pthread_rwlock_t change_lock;
+  State() {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&change_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+
   // Open handles, so that Unmount() can close the real descriptors of
   // files that applications still held (no release comes after an abort).
   std::mutex handles_mu;
@@ -301,6 +315,7 @@ struct Interceptor::State {
   std::atomic<std::uint64_t> unreplicated_changes{0};
 
   ~State() {
+    pthread_rwlock_destroy(&change_lock);
     if (mount_root_fd >= 0) ::close(mount_root_fd);
     if (real_fd >= 0) ::close(real_fd);
   }
@@ -1198,45 +1213,62 @@ int OnRemovexattr(const char* path, const char* name) {
   });
 }
 
+// Wraps a FUSE callback that may change the tree in the shared hold of the
+// change lock (see State::change_lock).
+template <typename F>
+struct Changing;
+template <typename... A>
+struct Changing<int (*)(A...)> {
+  template <int (*F)(A...)>
+  static int Call(A... a) {
+    State* s = Self();
+    pthread_rwlock_rdlock(&s->change_lock);
+    int r = F(a...);
+    pthread_rwlock_unlock(&s->change_lock);
+    return r;
+  }
+};
+#define HAKIT_CHANGING(f) (&Changing<decltype(&f)>::template Call<&f>)
+
 fuse_operations MakeOperations(bool xattrs) {
   fuse_operations ops{};
   ops.init = OnInit;
   ops.getattr = OnGetattr;
   ops.access = OnAccess;
   ops.readlink = OnReadlink;
-  ops.open = OnOpen;
-  ops.create = OnCreate;
+  ops.open = HAKIT_CHANGING(OnOpen);
+  ops.create = HAKIT_CHANGING(OnCreate);
   ops.read_buf = OnReadBuf;
-  ops.write_buf = OnWriteBuf;
-  ops.truncate = OnTruncate;
-  ops.fallocate = OnFallocate;
-  ops.chmod = OnChmod;
-  ops.chown = OnChown;
-  ops.utimens = OnUtimens;
-  ops.mknod = OnMknod;
-  ops.mkdir = OnMkdir;
-  ops.symlink = OnSymlink;
-  ops.link = OnLink;
-  ops.unlink = OnUnlink;
-  ops.rmdir = OnRmdir;
-  ops.rename = OnRename;
+  ops.write_buf = HAKIT_CHANGING(OnWriteBuf);
+  ops.truncate = HAKIT_CHANGING(OnTruncate);
+  ops.fallocate = HAKIT_CHANGING(OnFallocate);
+  ops.chmod = HAKIT_CHANGING(OnChmod);
+  ops.chown = HAKIT_CHANGING(OnChown);
+  ops.utimens = HAKIT_CHANGING(OnUtimens);
+  ops.mknod = HAKIT_CHANGING(OnMknod);
+  ops.mkdir = HAKIT_CHANGING(OnMkdir);
+  ops.symlink = HAKIT_CHANGING(OnSymlink);
+  ops.link = HAKIT_CHANGING(OnLink);
+  ops.unlink = HAKIT_CHANGING(OnUnlink);
+  ops.rmdir = HAKIT_CHANGING(OnRmdir);
+  ops.rename = HAKIT_CHANGING(OnRename);
   ops.statfs = OnStatfs;
   ops.flush = OnFlush;
   ops.release = OnRelease;
-  ops.fsync = OnFsync;
+  ops.fsync = HAKIT_CHANGING(OnFsync);
   ops.opendir = OnOpendir;
   ops.readdir = OnReaddir;
   ops.releasedir = OnReleasedir;
-  ops.fsyncdir = OnFsyncdir;
+  ops.fsyncdir = HAKIT_CHANGING(OnFsyncdir);
   ops.lseek = OnLseek;
   // Left null when off: libfuse answers ENOSYS, which the kernel remembers
   // (and turns into EOPNOTSUPP for applications) instead of asking us for
   // security.capability before every write.
   if (xattrs) {
-    ops.setxattr = OnSetxattr;
+    ops.setxattr = HAKIT_CHANGING(OnSetxattr);
     ops.getxattr = OnGetxattr;
     ops.listxattr = OnListxattr;
-    ops.removexattr = OnRemovexattr;
+    ops.removexattr = HAKIT_CHANGING(OnRemovexattr);
   }
   return ops;
 }
@@ -1265,6 +1297,17 @@ Interceptor::Interceptor(std::unique_ptr<State> state) : state_(std::move(state)
 Interceptor::~Interceptor() { Unmount(); }
 
 int Interceptor::real_dir_fd() const { return state_->real_fd; }
+
+void Interceptor::RunExclusive(const std::function<void()>& step) {
+  pthread_rwlock_wrlock(&state_->change_lock);
+  try {
+    step();
+  } catch (...) {
+    pthread_rwlock_unlock(&state_->change_lock);
+    throw;
+  }
+  pthread_rwlock_unlock(&state_->change_lock);
+}
 const std::string& Interceptor::dir() const { return state_->dir; }
 Interceptor::Mode Interceptor::mode() const { return state_->mode; }
 

@@ -21,6 +21,9 @@ const char* OpKindName(OpKind kind) {
     case OpKind::kSetXattr: return "setxattr";
     case OpKind::kRemoveXattr: return "removexattr";
     case OpKind::kFsync: return "fsync";
+    case OpKind::kRemoveTree: return "remove-tree";
+    case OpKind::kSyncBegin: return "sync-begin";
+    case OpKind::kSyncEnd: return "sync-end";
   }
   return "unknown";
 }

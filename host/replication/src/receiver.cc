@@ -4,6 +4,7 @@
 #include <utility>
 // clang-format on
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include <thread>
 
 #include "hakit/common/log.h"
+#include "hakit/replication/manifest.h"
 
 namespace hakit::replication {
 
@@ -213,6 +215,9 @@ class ReplicationReceiver::Impl {
   void ResumeReading();
   void ApplierLoop();
   void FailApply(const Item& item, const Status& status);
+  // Describes replicated dir `item`'s tree on a thread of its own and sends
+  // it in MANIFEST frames to the session that asked.
+  void StartManifest(const Item& item);
 
   ReceiverOptions options_;  // identity under mu_ (SetGeneration)
   // Declared before everything holding sockets so that it is destroyed last.
@@ -239,6 +244,8 @@ class ReplicationReceiver::Impl {
   std::string peer_;  // current primary for Stats()
   std::shared_ptr<Counters> stats_counters_;
   ReceiverStats stats_;
+  std::vector<std::thread> manifest_threads_;  // under mu_
+  std::atomic<bool> manifest_abort_{false};
 };
 
 // ---------------------------------------------------------------- lifecycle
@@ -285,6 +292,7 @@ Status ReplicationReceiver::Impl::Start() {
 void ReplicationReceiver::Impl::Stop() {
   if (!started_) return;
   started_ = false;
+  manifest_abort_ = true;
   auto closed = std::make_shared<std::promise<void>>();
   auto done = closed->get_future();
   asio::post(io_, [this, closed] {
@@ -304,6 +312,12 @@ void ReplicationReceiver::Impl::Stop() {
   }
   cv_.notify_all();
   applier_thread_.join();  // after the operations already received
+  std::vector<std::thread> manifests;
+  {
+    std::lock_guard lock(mu_);
+    manifests.swap(manifest_threads_);
+  }
+  for (auto& t : manifests) t.join();
   {
     std::lock_guard lock(mu_);
     stats_.state = ReceiverState::kStopped;
@@ -785,6 +799,12 @@ void ReplicationReceiver::Impl::ApplierLoop() {
       FailApply(item, status);
       continue;
     }
+    if (op.kind == OpKind::kSyncBegin) {
+      if (options_.on_sync_begin) options_.on_sync_begin(item.frame.dir_index);
+      StartManifest(item);
+    } else if (op.kind == OpKind::kSyncEnd && options_.on_sync_end) {
+      options_.on_sync_end(item.frame.dir_index, op.offset);
+    }
     Counters& c = *item.counters;
     c.applied = item.frame.sequence;
     if (op.IsDurabilityBarrier()) c.durable = item.frame.sequence;
@@ -813,6 +833,57 @@ void ReplicationReceiver::Impl::ApplierLoop() {
       asio::post(io_, [this] { Guard(nullptr, "resume", [&] { ResumeReading(); }); });
     }
   }
+}
+
+void ReplicationReceiver::Impl::StartManifest(const Item& item) {
+  const std::uint8_t dir = item.frame.dir_index;
+  const int root_fd = options_.root_fds[dir];
+  const std::size_t zone = static_cast<std::size_t>(
+      std::clamp<std::uint64_t>(item.frame.op.length, 4096, 64u << 20));
+  auto post = [this, weak = item.session](ManifestChunk chunk) {
+    std::string frame;
+    if (!EncodeFrame(chunk, &frame).ok()) return;
+    asio::post(io_, [this, weak, frame = std::move(frame)]() mutable {
+      SessionPtr s = weak.lock();
+      if (!s) return;
+      Guard(s, "manifest", [&] {
+        if (!s->closed && s == session_) Send(s, std::move(frame));
+      });
+    });
+  };
+  std::lock_guard lock(mu_);
+  manifest_threads_.emplace_back([this, dir, root_fd, zone, post] {
+    ManifestChunk chunk;
+    chunk.dir_index = dir;
+    std::size_t entries = 0;
+    Status s = DescribeTree(root_fd, zone, [&](ManifestEntry&& e) {
+      if (manifest_abort_) return Status::Failed("receiver stopping");
+      std::string one;
+      EncodeManifestEntry(e, &one);
+      if (chunk.data.size() + one.size() > kMaxManifestData && !chunk.data.empty()) {
+        post(std::move(chunk));
+        chunk = ManifestChunk{};
+        chunk.dir_index = dir;
+      }
+      if (one.size() > kMaxManifestData) {
+        return Status::Unsupported(e.path + ": too many zones for one description piece");
+      }
+      chunk.data += one;
+      ++entries;
+      return Status::Ok();
+    });
+    chunk.last = true;
+    if (!s.ok()) {
+      chunk.data.clear();
+      chunk.error = s.message();
+      Log(LogLevel::kError, "describing replicated dir " + std::to_string(dir) +
+                                " for the primary failed: " + s.message());
+    } else {
+      Log(LogLevel::kInfo, "replicated dir " + std::to_string(dir) + " described for the primary (" +
+                               std::to_string(entries) + " entries)");
+    }
+    post(std::move(chunk));
+  });
 }
 
 void ReplicationReceiver::Impl::FailApply(const Item& item, const Status& status) {

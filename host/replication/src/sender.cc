@@ -495,6 +495,8 @@ bool ReplicationSender::Impl::ProcessFrames(const SessionPtr& s) {
     } else if (const auto* bye = std::get_if<Bye>(&*message)) {
       Lost(s, "the secondary said BYE: " + bye->reason);
       return false;
+    } else if (auto* chunk = std::get_if<ManifestChunk>(&*message)) {
+      if (options_.on_manifest) options_.on_manifest(std::move(*chunk));
     } else {
       Lost(s, "protocol error from the secondary: unexpected " +
                   FrameTypeName(static_cast<std::uint8_t>(f.header.type)) + " frame");

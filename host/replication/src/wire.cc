@@ -13,7 +13,7 @@ using sdk::Status;
 
 constexpr std::uint8_t kMagic[4] = {'H', 'K', 'R', 'P'};
 constexpr std::size_t kMaxReasonSize = 4096;
-constexpr std::uint8_t kLastOpKind = static_cast<std::uint8_t>(OpKind::kFsync);
+constexpr std::uint8_t kLastOpKind = static_cast<std::uint8_t>(OpKind::kSyncEnd);
 
 class Writer {
  public:
@@ -295,6 +295,8 @@ std::string FrameTypeName(std::uint8_t type) {
       return "PONG";
     case FrameType::kBye:
       return "BYE";
+    case FrameType::kManifest:
+      return "MANIFEST";
   }
   return "type " + std::to_string(type);
 }
@@ -311,6 +313,8 @@ std::size_t MaxPayload(FrameType type) {
     case FrameType::kPong:
     case FrameType::kBye:
       return kMaxControlPayload;
+    case FrameType::kManifest:
+      return kMaxManifestPayload;
   }
   return 0;
 }
@@ -452,6 +456,19 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
       if (!r.Str16(&b.reason, kMaxReasonSize, "reason") || r.left() != 0) return r.Error("BYE");
       return Message(std::move(b));
     }
+    case FrameType::kManifest: {
+      ManifestChunk m;
+      std::uint32_t n = 0;
+      bool ok = r.U8(&m.dir_index, "dir index") && Bool(r, &m.last, "last", &bad_bool) &&
+                r.Str16(&m.error, kMaxReasonSize, "error") && r.U32(&n, "data length");
+      if (ok && n > kMaxManifestData) {
+        return Status::Corruption("malformed MANIFEST frame: " + std::to_string(n) +
+                                  " data bytes, at most " + std::to_string(kMaxManifestData));
+      }
+      if (!ok || !r.Raw(&m.data, n, "data") || r.left() != 0) return r.Error("MANIFEST");
+      if (bad_bool) return Status::Corruption("malformed MANIFEST frame: last flag not 0/1");
+      return Message(std::move(m));
+    }
   }
   return Status::Corruption("unknown frame type");
 }
@@ -577,6 +594,13 @@ Status EncodeFrame(const Message& message, std::string* out) {
         } else if constexpr (std::is_same_v<T, Bye>) {
           begin(FrameType::kBye);
           w.Str16(m.reason.substr(0, kMaxReasonSize));
+        } else if constexpr (std::is_same_v<T, ManifestChunk>) {
+          begin(FrameType::kManifest);
+          w.U8(m.dir_index);
+          w.U8(m.last ? 1 : 0);
+          w.Str16(m.error.substr(0, kMaxReasonSize));
+          w.U32(static_cast<std::uint32_t>(m.data.size()));
+          w.Bytes(m.data.data(), m.data.size());
         }
       },
       message);
@@ -586,6 +610,9 @@ Status EncodeFrame(const Message& message, std::string* out) {
   }
   if (const auto* h = std::get_if<HelloAck>(&message)) {
     if (h->node.size() > 255) return too_long("HELLO_ACK node name");
+  }
+  if (const auto* m = std::get_if<ManifestChunk>(&message)) {
+    if (m->data.size() > kMaxManifestData) return too_long("MANIFEST data");
   }
   PatchLength(out, start, out->size() - start - kHeaderSize);
   return Status::Ok();

@@ -12,9 +12,14 @@
 //    real directories underneath (dir index = position in <rfs>).
 //  - Leave (after stop_prim / stop_second): stops replicating, unmounts.
 //
-// Not in this slice: full synchronisation of a returning secondary and the
-// dirty-zone map; changes made while the sender is not replicating are
-// counted (stats) but never resent.
+//  - Full synchronisation (replication/sync.h): when the pair forms and the
+//    secondary may lack something (another data generation, or changes made
+//    while not replicating), a background thread compares both trees by
+//    zone checksums and sends what differs while the application runs; the
+//    secondary is declared complete (SecondHoldsEverything) only after it.
+//
+// Not in this slice: the dirty-zone map (every synchronisation compares the
+// whole tree by checksums).
 //
 // Threading: BecomePrimary/BecomeSecond/Leave run on the controller's worker
 // thread; PeerIsSecond, SetGeneration and Status on the daemon's io thread.
@@ -41,6 +46,9 @@ class Interceptor;
 class ReplicationSender;
 class ReplicationReceiver;
 class OperationSink;
+class SyncGate;
+class ManifestCollector;
+struct SyncProgress;
 }  // namespace hakit::replication
 
 namespace hakit::daemon {
@@ -56,6 +64,9 @@ struct ReplicationSettings {
   std::string peer_address;                  // the peer on the replication lan
   std::uint16_t port = 0;                    // cluster port + 1
   std::chrono::milliseconds timeout{30000};  // heart timeout
+  // A full synchronisation started or ended on the primary: "sync_start" /
+  // "sync_end" / "sync_failed", with figures (any thread; must not block).
+  std::function<void(const std::string& what, const nlohmann::json& details)> on_sync;
   // The primary's sender lost its peer (any thread; must not block).
   std::function<void(const std::string& reason, std::uint64_t unapplied)> on_peer_lost;
   // One line for the module log (any thread).
@@ -82,8 +93,8 @@ class ModuleReplication : public ReplicationSeam {
   // This node's data generation, announced in the next handshakes.
   void SetGeneration(std::uint64_t generation);
   // Whether the secondary now holds everything this primary holds: the
-  // sender is replicating and, in this primary session, no change was made
-  // while it was not.
+  // sender is replicating, no synchronisation is pending, and no change was
+  // made since the last one (or the pairing) while not replicating.
   bool SecondHoldsEverything() const;
   // For `hakit state`: role, sender or receiver state and counters.
   nlohmann::json StatusJson() const;
@@ -94,12 +105,22 @@ class ModuleReplication : public ReplicationSeam {
   enum class Role { kNone, kPrimary, kSecond };
   // Connection attempts until one succeeds, `budget` passes or Leave().
   sdk::Status ConnectFor(std::chrono::milliseconds budget);
+  // Just connected: passes every dir the peer already holds, synchronises
+  // the others in the background.
+  void AfterConnect();
+  void RunSync(std::vector<std::size_t> dirs);
   void Log(sdk::LogLevel level, const std::string& message) const;
 
   ReplicationSettings settings_;
   mutable std::mutex mu_;  // guards what follows; never held while blocking long
   Role role_ = Role::kNone;
-  std::vector<std::unique_ptr<replication::OperationSink>> sinks_;
+  std::vector<std::unique_ptr<replication::SyncGate>> gates_;  // one per dir
+  std::unique_ptr<replication::ManifestCollector> manifests_;
+  std::thread syncer_;
+  std::atomic<bool> syncing_{false};
+  std::uint64_t unreplicated_at_pairing_ = 0;  // sender's ops_unreplicated then
+  std::shared_ptr<replication::SyncProgress> progress_;
+  std::string sync_state_ = "none";  // none, running, done, failed: ...
   std::unique_ptr<replication::ReplicationSender> sender_;
   std::unique_ptr<replication::ReplicationReceiver> receiver_;
   std::vector<std::unique_ptr<replication::Interceptor>> mounts_;

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -111,6 +112,14 @@ class Interceptor {
   // Interceptor is destroyed, also after Unmount(). On the secondary the
   // applier passes it to ApplyOperation().
   int real_dir_fd() const;
+
+  // Runs `step` while no change is in progress through this mount: changes
+  // that started before have been applied, submitted and acknowledged, and
+  // new ones wait until `step` returns. The full synchronisation (sync.h)
+  // reads the real directory in such steps, so that what it reads and
+  // submits is ordered with every change. `step` must not change the tree
+  // through the mount.
+  void RunExclusive(const std::function<void()>& step);
 
   const std::string& dir() const;
   Mode mode() const;

@@ -37,6 +37,11 @@ enum class OpKind : std::uint8_t {
   kSetXattr,      // path, name, data, flags
   kRemoveXattr,   // path, name
   kFsync,         // path (empty: the whole directory), flags 1 = datasync only
+  // Full synchronisation (sync.h), sent by the primary's TreeSync only:
+  kRemoveTree,    // path: whatever is there (a directory with its content); missing is fine
+  kSyncBegin,     // path "": the secondary describes this dir (MANIFEST frames), zones of
+                  // `length` bytes; its copy is inconsistent until kSyncEnd
+  kSyncEnd,       // path "": the copy now equals the primary's (generation in `offset`)
 };
 
 const char* OpKindName(OpKind kind);

@@ -78,6 +78,12 @@ struct ReceiverOptions {
   // An operation failed to apply (see above). The Status names the sequence,
   // operation and path.
   std::function<void(const sdk::Status&)> on_apply_failed;
+  // Full synchronisation (sync.h). on_sync_begin: a SYNC_BEGIN for replicated
+  // dir `dir_index` is about to be answered (this copy is inconsistent from
+  // now until the matching SYNC_END). on_sync_end: the primary declared the
+  // dir identical to its own at `generation`. Both on the applier thread.
+  std::function<void(std::uint8_t dir_index)> on_sync_begin;
+  std::function<void(std::uint8_t dir_index, std::uint64_t generation)> on_sync_end;
   // A primary was accepted ("address:port", its HELLO).
   std::function<void(const std::string& peer, const Hello& hello)> on_session_start;
   // The session ended, with the reason (EOF, BYE, protocol error, timeout...).

@@ -104,6 +104,9 @@ struct SenderOptions {
 
   TransportOptions transport;
 
+  // A MANIFEST frame from the secondary (the answer to a kSyncBegin this
+  // sender carried; sync.h collects it). On the io thread; must not block.
+  std::function<void(ManifestChunk&&)> on_manifest;
   // See PeerLost; may be empty.
   std::function<void(const PeerLost&)> on_peer_lost;
 

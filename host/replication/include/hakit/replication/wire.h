@@ -28,6 +28,9 @@
 //              sequence up to the value is received / applied / fsynced)
 //   PING/PONG  u64 timestamp (the pinger's clock, echoed back), u64 nonce
 //   BYE        str16 reason
+//   MANIFEST   u8 dir index, u8 last (0/1), str16 error, u32 data length, data
+//              (secondary -> primary: a piece of the tree description a
+//              SYNC_BEGIN operation asked for; see manifest.h)
 //
 // Decoding is strict: every length is checked against the bytes left, a
 // frame must be consumed exactly (no trailing bytes), enumerations must be
@@ -50,9 +53,10 @@ namespace hakit::replication {
 
 // Frames outside [kMinProtocolVersion, kMaxProtocolVersion] are refused;
 // kProtocolVersion is what this build sends.
-inline constexpr std::uint16_t kProtocolVersion = 1;
-inline constexpr std::uint16_t kMinProtocolVersion = 1;
-inline constexpr std::uint16_t kMaxProtocolVersion = 1;
+// Version 2 added the full synchronisation (SYNC_* operations, MANIFEST).
+inline constexpr std::uint16_t kProtocolVersion = 2;
+inline constexpr std::uint16_t kMinProtocolVersion = 2;
+inline constexpr std::uint16_t kMaxProtocolVersion = 2;
 
 inline constexpr std::size_t kHeaderSize = 11;
 // The largest write data one OP frame carries; the sender splits bigger
@@ -68,6 +72,9 @@ inline constexpr std::size_t kMaxOpPayload =
     kOpFixedSize + 2 * kMaxPathSize + kMaxXattrNameSize + kMaxOpData;
 // Every other frame is small; a peer announcing more is broken or hostile.
 inline constexpr std::size_t kMaxControlPayload = 4096 + 16;
+// A MANIFEST frame's data; the secondary cuts its description in pieces.
+inline constexpr std::size_t kMaxManifestData = 1u << 20;
+inline constexpr std::size_t kMaxManifestPayload = kMaxManifestData + 4096 + 16;
 
 using ConfigHash = std::array<std::uint8_t, 32>;
 
@@ -80,6 +87,7 @@ enum class FrameType : std::uint8_t {
   kPing = 6,
   kPong = 7,
   kBye = 8,
+  kManifest = 9,
 };
 
 // "HELLO", "HELLO_ACK", ..., "type 42" for an unknown value.
@@ -166,7 +174,15 @@ struct Bye {
   bool operator==(const Bye&) const = default;
 };
 
-using Message = std::variant<Hello, HelloAck, Refuse, OpFrame, Ack, Ping, Pong, Bye>;
+struct ManifestChunk {
+  std::uint8_t dir_index = 0;
+  bool last = false;
+  std::string error;  // set on the last chunk when the description failed
+  std::string data;   // at most kMaxManifestData bytes
+  bool operator==(const ManifestChunk&) const = default;
+};
+
+using Message = std::variant<Hello, HelloAck, Refuse, OpFrame, Ack, Ping, Pong, Bye, ManifestChunk>;
 
 // Checks magic, frame type and the payload length against MaxPayload(type);
 // the version is returned, not checked (see CheckVersion), so that a REFUSE

@@ -1,0 +1,176 @@
+// Full synchronisation of a secondary while the application keeps writing on
+// the primary: the primary walks its tree in a fixed order (depth first,
+// names sorted bytewise) and sends what differs from the secondary's
+// description of its own tree (manifest.h): missing or extra entries,
+// metadata, and the zones of regular files whose hashes differ.
+//
+// Why it ends identical although the tree changes during the walk: the
+// walk's position (SyncCursor) splits the tree in two. Changes to the part
+// already walked go to the secondary as usual (the secondary holds those
+// entries); changes to the part not yet walked are dropped (the walk will
+// read their result when it gets there). The SyncGate, between the
+// interceptor and the sender, makes that decision for every change, and each
+// step of the walk runs under Interceptor::RunExclusive(), so that a step
+// and a change never interleave: the secondary receives them in the order
+// the primary's tree went through them. A zone sent over a change already
+// replicated is harmless (a write replayed over its own result changes
+// nothing), which is why a file's zones can be sent while the file is
+// written. A file renamed from the part not walked into the walked part is
+// sent whole at once (the rename returns after). The rarer changes that move
+// unwalked content into the walked part otherwise (a directory renamed so, a
+// link, an exchange, the entry being walked renamed) abort the pass; the next
+// pass starts from a new description and sends only what still differs.
+//
+// The secondary's copy is inconsistent from SYNC_BEGIN until SYNC_END; the
+// daemon keeps it from ever becoming primary on its own meanwhile (its data
+// generation is the old one until the primary declares it complete).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hakit/replication/manifest.h"
+#include "hakit/replication/operation.h"
+#include "hakit/replication/wire.h"
+#include "hakit/sdk/status.h"
+
+namespace hakit::replication {
+
+class Interceptor;
+class ReplicationSender;
+
+// The walk's position: nothing walked, everything walked, or an entry (by
+// path) with or without everything below it.
+class SyncCursor {
+ public:
+  void SetNothing();
+  void SetEverything();
+  // `path` is being walked; `subtree_done`: and nothing below it remains.
+  void Set(std::string_view path, bool subtree_done);
+  // True when `path` is in the walked part (the secondary holds it).
+  bool Covers(std::string_view path) const;
+  // True when `path` is the entry being walked or one of its parents.
+  bool IsOnPath(std::string_view path) const;
+
+ private:
+  enum class Kind { kNothing, kEverything, kAt };
+  Kind kind_ = Kind::kNothing;
+  std::vector<std::string> parts_;
+  bool subtree_done_ = false;
+};
+
+// The OperationSink of one replicated dir of a primary: forwards to the
+// sender, or, during a synchronisation, forwards, drops or rewrites each
+// change as the cursor says. Passing is the state of a pair in sync.
+// Submit()/Wait() are called by the interceptor under the shared change
+// lock; every other method must be called inside RunExclusive() of the same
+// dir (or before the mount exists).
+class SyncGate : public OperationSink {
+ public:
+  // `root_fd`: the primary's real directory (Interceptor::real_dir_fd()),
+  // read when a rename brings a file into the walked part; -1 = abort then.
+  SyncGate(ReplicationSender& sender, std::uint8_t dir_index, int root_fd = -1);
+  void set_root_fd(int fd) { root_fd_ = fd; }
+
+  std::uint64_t Submit(Operation op) override;
+  sdk::Status Wait(std::uint64_t ticket) override;
+
+  // Enters synchronisation with nothing walked: every change is dropped.
+  void BeginSync();
+  // Everything walked: every change passes again.
+  void Pass();
+  bool passing() const { return passing_; }
+  SyncCursor& cursor() { return cursor_; }
+  // A change the walk cannot account for happened: the pass must restart.
+  bool aborted() const { return aborted_.load(); }
+  void ClearAbort() { aborted_ = false; }
+  // Changes dropped since BeginSync().
+  std::uint64_t dropped() const { return dropped_.load(); }
+  // The names created (dropped) since the last call in directory `dir`, a
+  // directory being walked: its listing may have been taken before them.
+  std::vector<std::string> TakeLateNames(const std::string& dir);
+
+ private:
+  std::uint64_t Forward(Operation&& op);
+  std::uint64_t Drop();
+  // Drops a change that creates `path`, remembering it if its directory is
+  // being walked.
+  std::uint64_t DropCreation(const std::string& path);
+  // Sends the whole non-directory entry at `path` (it replaces whatever the
+  // secondary has there); false when it cannot (a directory, an error).
+  bool SendWhole(const std::string& path, std::uint64_t* ticket);
+
+  ReplicationSender& sender_;
+  const std::uint8_t dir_index_;
+  int root_fd_ = -1;
+  bool passing_ = false;
+  SyncCursor cursor_;
+  std::atomic<bool> aborted_{false};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::mutex late_mu_;  // Submit() runs on many threads at once
+  std::map<std::string, std::vector<std::string>> late_;  // dir -> names
+};
+
+// Collects the MANIFEST frames of the secondary's answers, per dir.
+class ManifestCollector {
+ public:
+  // From the sender's on_manifest (io thread).
+  void Push(ManifestChunk&& chunk);
+  // Forgets what was collected for `dir_index` (before asking again).
+  void Reset(std::uint8_t dir_index);
+  // Waits for the whole answer for `dir_index`; Timeout after `timeout` or
+  // when `give_up` returns true (checked every 100 ms).
+  sdk::Result<Manifest> Take(std::uint8_t dir_index, std::chrono::milliseconds timeout,
+                             const std::function<bool()>& give_up);
+
+ private:
+  struct Pending {
+    std::string data;
+    bool done = false;
+    std::string error;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::uint8_t, Pending> pending_;
+};
+
+// Counters of a synchronisation, readable while it runs.
+struct SyncProgress {
+  std::atomic<std::uint64_t> entries{0};  // entries walked
+  std::atomic<std::uint64_t> bytes_compared{0};
+  std::atomic<std::uint64_t> bytes_sent{0};  // zone data sent
+  std::atomic<std::uint64_t> zones_sent{0};
+  std::atomic<std::uint64_t> passes{0};  // walks started (restarts included)
+};
+
+struct TreeSyncOptions {
+  Interceptor* mount = nullptr;  // the primary's mount of the dir
+  SyncGate* gate = nullptr;
+  ReplicationSender* sender = nullptr;
+  ManifestCollector* manifests = nullptr;
+  std::uint8_t dir_index = 0;
+  std::size_t zone_size = kDefaultZoneSize;
+  std::uint64_t generation = 0;  // announced in SYNC_END
+  // How long the secondary may take to describe its tree.
+  std::chrono::milliseconds manifest_timeout{std::chrono::minutes(30)};
+  int max_passes = 20;
+  // Checked between steps: true stops the synchronisation (Cancelled).
+  std::function<bool()> stop;
+  std::function<void(const std::string&)> log;
+};
+
+// Runs the synchronisation of one dir to its end: ok once SYNC_END is
+// durable on the secondary and the gate passes again. An error leaves the
+// gate dropping (the secondary stays inconsistent) and says why.
+sdk::Status RunTreeSync(const TreeSyncOptions& options, SyncProgress* progress);
+
+}  // namespace hakit::replication
