@@ -21,6 +21,7 @@
 #include "fuse_test_util.h"
 #include "hakit/replication/interceptor.h"
 #include "hakit/replication/manifest.h"
+#include "hakit/replication/path_filter.h"
 #include "hakit/replication/receiver.h"
 #include "hakit/replication/sender.h"
 #include "hakit/replication/sync.h"
@@ -161,6 +162,32 @@ TEST_F(GateTest, LinksAcrossTheCursor) {
   EXPECT_FALSE(gate_->aborted());
   gate_->Submit(Op(OpKind::kLink, "x", "b"));
   EXPECT_TRUE(gate_->aborted());
+}
+
+TEST_F(GateTest, NotReplicatedPathsStayOut) {
+  PathFilter filter;
+  ASSERT_TRUE(filter.AddPath("tmp").ok());
+  ASSERT_TRUE(filter.AddRegex("\\.log$").ok());
+  EXPECT_FALSE(filter.AddRegex("(").ok());
+  EXPECT_TRUE(filter.Excluded("tmp"));
+  EXPECT_TRUE(filter.Excluded("tmp/a/b"));
+  EXPECT_FALSE(filter.Excluded("tmpx"));
+  EXPECT_TRUE(filter.Excluded("d/x.log"));
+  EXPECT_FALSE(filter.Excluded("d/x.logs"));
+  gate_->set_filter(&filter);
+  gate_->Pass();
+  EXPECT_EQ(gate_->Submit(Op(OpKind::kWrite, "tmp/f")), 0u);
+  EXPECT_EQ(gate_->Submit(Op(OpKind::kRename, "tmp/f", "tmp/g")), 0u);
+  EXPECT_EQ(Forwarded(), 0u);
+  gate_->Submit(Op(OpKind::kWrite, "data"));
+  EXPECT_EQ(Forwarded(), 1u);
+  // Out of the replicated part: the secondary removes the source.
+  gate_->Submit(Op(OpKind::kRename, "data", "tmp/data"));
+  EXPECT_EQ(Forwarded(), 2u);
+  // Into it, without a directory to read from: counted as not sent.
+  gate_->Submit(Op(OpKind::kRename, "tmp/x", "x"));
+  EXPECT_EQ(gate_->unsent(), 1u);
+  EXPECT_EQ(gate_->dropped(), 0u);
 }
 
 // ------------------------------------------------------------ manifest
@@ -344,6 +371,33 @@ TEST_F(SyncTest, MakesAStaleMirrorIdenticalSendingOnlyWhatDiffers) {
   EXPECT_LE(progress.bytes_sent.load(), 65536u + 4096u);
   Settle();
   ExpectSameTrees();
+}
+
+TEST_F(SyncTest, NotReplicatedEntriesAreLeftAlone) {
+  ASSERT_EQ(::mkdir(D("cache").c_str(), 0755), 0);
+  ASSERT_TRUE(Write(D("cache/primary-only"), "p"));
+  ASSERT_EQ(::mkdir(M("cache").c_str(), 0755), 0);
+  ASSERT_TRUE(Write(M("cache/secondary-only"), "s"));
+  ASSERT_TRUE(Write(D("kept"), "k"));
+  Start();
+  PathFilter filter;
+  ASSERT_TRUE(filter.AddPath("cache").ok());
+  gate_->set_filter(&filter);
+  TreeSyncOptions o;
+  o.mount = mount_.get();
+  o.gate = gate_.get();
+  o.sender = sender_.get();
+  o.manifests = &manifests_;
+  o.filter = &filter;
+  SyncProgress progress;
+  auto s = RunTreeSync(o, &progress);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(Write(D("cache/later"), "l"));
+  Settle();
+  EXPECT_TRUE(fs::exists(M("kept")));
+  EXPECT_TRUE(fs::exists(M("cache/secondary-only")));
+  EXPECT_FALSE(fs::exists(M("cache/primary-only")));
+  EXPECT_FALSE(fs::exists(M("cache/later")));
 }
 
 TEST_F(SyncTest, IdenticalTreesSendNoData) {

@@ -286,7 +286,17 @@ class Daemon : public cluster::HeartbeatListener {
     r.module = m.name;
     r.node = node_;
     r.config_hash = m.config_hash;
-    for (const auto& d : rfs.replicated) r.dirs.push_back(d.dir);
+    for (const auto& d : rfs.replicated) {
+      r.dirs.push_back(d.dir);
+      replication::PathFilter filter;
+      for (const auto& n : d.not_replicated) {
+        Status s = n.regexpath.empty() ? filter.AddPath(n.path) : filter.AddRegex(n.regexpath);
+        if (!s.ok()) {
+          return s.WithContext(layout_.UserConfig(m.name).string() + ":" + n.location.ToString());
+        }
+      }
+      r.filters.push_back(std::move(filter));
+    }
     r.xattrs = rfs.acl;
     r.sync = !rfs.async;
     r.local_address = *local;

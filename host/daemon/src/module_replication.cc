@@ -82,6 +82,7 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
       return m.status().WithContext("mounting replicated dir " + io.dir);
     }
     gates.back()->set_root_fd((*m)->real_dir_fd());
+    if (i < settings_.filters.size()) gates.back()->set_filter(&settings_.filters[i]);
     mounts.push_back(std::move(*m));
   }
   {
@@ -202,6 +203,7 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
     o.sender = sender_.get();
     o.manifests = manifests_.get();
     o.dir_index = static_cast<std::uint8_t>(i);
+    if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
     o.generation = generation_;
     o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
     o.log = [this, dir = settings_.dirs[i]](const std::string& m) {

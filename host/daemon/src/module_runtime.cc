@@ -201,6 +201,26 @@ Result<std::unique_ptr<ModuleRuntime>> LoadModuleRuntime(const ModuleLoadRequest
   if (Status s = m->module->Describe(&m->description); !s.ok()) {
     return s.WithContext("module library " + m->library_path.string() + " Describe()");
   }
+  // Replicated dirs the library declares join <rfs>'s.
+  for (const auto& spec : m->description.replicated_dirs) {
+    for (const auto& d : m->config.rfs.replicated) {
+      if (d.dir == spec.path) {
+        return Status::InvalidArgument(layout.UserConfig(req.name).string() +
+                                       ": replicated dir " + spec.path +
+                                       " is declared both in <rfs> and by module library " +
+                                       m->library_path.string());
+      }
+    }
+    config::ReplicatedDirConfig d;
+    d.dir = spec.path;
+    d.read_only = spec.read_only_on_secondary;
+    for (const auto& p : spec.not_replicated) {
+      config::NotReplicatedConfig n;
+      n.path = p;
+      d.not_replicated.push_back(std::move(n));
+    }
+    m->config.rfs.replicated.push_back(std::move(d));
+  }
 
   for (const auto& intf : m->config.vip.interfaces) {
     for (const auto& a : intf.addrs) {

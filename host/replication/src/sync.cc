@@ -157,7 +157,36 @@ std::vector<std::string> SyncGate::TakeLateNames(const std::string& dir) {
   return names;
 }
 
+std::optional<std::uint64_t> SyncGate::Filter(Operation& op) {
+  if (filter_ == nullptr || filter_->empty()) return std::nullopt;
+  const bool two = op.kind == OpKind::kRename || op.kind == OpKind::kLink;
+  const bool from = filter_->Excluded(op.path);
+  const bool to = two && filter_->Excluded(op.path2);
+  if (from && (!two || to)) return 0;  // entirely outside what is replicated
+  if (!from && !to) return std::nullopt;
+  if (!from) {
+    // Leaves the replicated part: the secondary forgets the source.
+    if (op.kind == OpKind::kLink || (op.flags & RENAME_EXCHANGE) != 0) return 0;
+    Operation remove;
+    remove.kind = OpKind::kRemoveTree;
+    remove.path = op.path;
+    return Decide(std::move(remove));
+  }
+  // Enters it: the secondary lacks the content.
+  if (!passing_ && !cursor_.Covers(op.path2)) return DropCreation(op.path2);
+  std::uint64_t ticket = 0;
+  if (SendWhole(op.path2, &ticket)) return ticket;
+  if (!passing_) aborted_ = true;
+  unsent_.fetch_add(1);
+  return 0;
+}
+
 std::uint64_t SyncGate::Submit(Operation op) {
+  if (auto filtered = Filter(op)) return *filtered;
+  return Decide(std::move(op));
+}
+
+std::uint64_t SyncGate::Decide(Operation&& op) {
   if (passing_) return Forward(std::move(op));
   if (aborted_) return Drop();
   // A whole-dir fsync names no entry; the secondary flushing more is harmless.
@@ -403,8 +432,12 @@ class Walk {
 
   Result<End> WalkDir(const std::string& rel, int depth) {
     if (depth > 4096) return Status::IoError(rel + ": directory nesting too deep");
-    std::set<std::string> names = ListPrimary(rel);
-    for (auto& n : m_.Children(rel)) names.insert(n);
+    std::set<std::string> names;
+    auto add = [&](const std::string& n) {
+      if (o_.filter == nullptr || !o_.filter->Excluded(Join(rel, n))) names.insert(n);
+    };
+    for (auto& n : ListPrimary(rel)) add(n);
+    for (auto& n : m_.Children(rel)) add(n);
     std::optional<std::string> last;
     for (;;) {
       // The next name, chosen in a step: names created after the listing
@@ -413,7 +446,7 @@ class Walk {
       bool closed = false;
       bool ok = Step([&] {
         for (auto& n : o_.gate->TakeLateNames(rel)) {
-          if (!last || n > *last) names.insert(n);
+          if (!last || n > *last) add(n);
         }
         auto it = last ? names.upper_bound(*last) : names.begin();
         if (it != names.end()) {

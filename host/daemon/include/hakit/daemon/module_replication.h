@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "hakit/daemon/module_controller.h"
+#include "hakit/replication/path_filter.h"
 #include "hakit/sdk/status.h"
 
 namespace hakit::replication {
@@ -58,6 +59,7 @@ struct ReplicationSettings {
   std::string node;
   std::array<std::uint8_t, 32> config_hash{};
   std::vector<std::string> dirs;             // <replicated dir>, in <rfs> order
+  std::vector<replication::PathFilter> filters;  // <notreplicated>, one per dir
   bool xattrs = false;                       // acl="on"
   bool sync = false;                         // async="none": acknowledged once applied
   std::string local_address;                 // this node on the replication lan

@@ -40,6 +40,7 @@
 
 #include "hakit/replication/manifest.h"
 #include "hakit/replication/operation.h"
+#include "hakit/replication/path_filter.h"
 #include "hakit/replication/wire.h"
 #include "hakit/sdk/status.h"
 
@@ -80,6 +81,11 @@ class SyncGate : public OperationSink {
   // read when a rename brings a file into the walked part; -1 = abort then.
   SyncGate(ReplicationSender& sender, std::uint8_t dir_index, int root_fd = -1);
   void set_root_fd(int fd) { root_fd_ = fd; }
+  // <notreplicated>: changes to excluded paths are not sent. Not owned.
+  void set_filter(const PathFilter* filter) { filter_ = filter; }
+  // Changes that moved content from an excluded path into the replicated
+  // part and could not be sent (a directory): the secondary lacks it.
+  std::uint64_t unsent() const { return unsent_.load(); }
 
   std::uint64_t Submit(Operation op) override;
   sdk::Status Wait(std::uint64_t ticket) override;
@@ -102,6 +108,9 @@ class SyncGate : public OperationSink {
  private:
   std::uint64_t Forward(Operation&& op);
   std::uint64_t Drop();
+  std::uint64_t Decide(Operation&& op);
+  // A change touching an excluded path; nullopt when it is an ordinary one.
+  std::optional<std::uint64_t> Filter(Operation& op);
   // Drops a change that creates `path`, remembering it if its directory is
   // being walked.
   std::uint64_t DropCreation(const std::string& path);
@@ -112,6 +121,8 @@ class SyncGate : public OperationSink {
   ReplicationSender& sender_;
   const std::uint8_t dir_index_;
   int root_fd_ = -1;
+  const PathFilter* filter_ = nullptr;
+  std::atomic<std::uint64_t> unsent_{0};
   bool passing_ = false;
   SyncCursor cursor_;
   std::atomic<bool> aborted_{false};
@@ -158,6 +169,7 @@ struct TreeSyncOptions {
   ReplicationSender* sender = nullptr;
   ManifestCollector* manifests = nullptr;
   std::uint8_t dir_index = 0;
+  const PathFilter* filter = nullptr;  // <notreplicated>: left alone
   std::size_t zone_size = kDefaultZoneSize;
   std::uint64_t generation = 0;  // announced in SYNC_END
   // How long the secondary may take to describe its tree.
