@@ -591,6 +591,7 @@ class Walk {
     std::uint64_t index = 0;
     bool more = true;
     bool gone = false;
+    bool sent_any = false;
     while (more && !gone) {
       bool ok = Step([&] {
         if (!SameFile(path, st)) {
@@ -625,6 +626,7 @@ class Walk {
           op.offset = off;
           op.data.assign(buf.data(), got);
           Send(std::move(op));
+          sent_any = true;
           if (progress_) {
             progress_->bytes_sent += got;
             progress_->zones_sent++;
@@ -638,15 +640,22 @@ class Walk {
       if (!SameFile(path, st)) return;
       struct stat now{};
       if (::fstat(fd, &now) != 0) return;
-      Operation size = Op(OpKind::kTruncate, path);
-      size.length = static_cast<std::uint64_t>(now.st_size);
-      Send(std::move(size));
-      // Our writes moved the secondary's times: always send ours.
+      const std::uint64_t size = static_cast<std::uint64_t>(now.st_size);
+      // A copy found identical costs no operation at all.
+      if (sent_any || !m || m->size != size) {
+        Operation op = Op(OpKind::kTruncate, path);
+        op.length = size;
+        Send(std::move(op));
+      }
       SendAttrs(path, now, m, false);
-      Operation times = Op(OpKind::kUtimens, path);
-      times.atime = now.st_atim;
-      times.mtime = now.st_mtim;
-      Send(std::move(times));
+      // Our writes moved the secondary's times.
+      if (sent_any || !m || m->mtime.tv_sec != now.st_mtim.tv_sec ||
+          m->mtime.tv_nsec != now.st_mtim.tv_nsec) {
+        Operation times = Op(OpKind::kUtimens, path);
+        times.atime = now.st_atim;
+        times.mtime = now.st_mtim;
+        Send(std::move(times));
+      }
     });
     if (!ok) return Ended();
     return End::kDone;
