@@ -203,6 +203,7 @@ class ReplicationNet : public ::testing::Test {
     o.module = "app";
     o.node = "node2";
     o.config_hash = hash_;
+    o.key = key_;
     o.root_fds = {secondary_fd_.get()};
     o.logger = logger_.get();
     o.before_apply = [this](std::uint64_t seq, const Operation& op) {
@@ -217,6 +218,7 @@ class ReplicationNet : public ::testing::Test {
     o.module = "app";
     o.node = "node1";
     o.config_hash = hash_;
+    o.key = key_;
     o.peer_address = "127.0.0.1";
     o.peer_port = port;
     o.ack_timeout = 3000ms;
@@ -271,6 +273,7 @@ class ReplicationNet : public ::testing::Test {
   DirFd primary_fd_;
   DirFd secondary_fd_;
   ConfigHash hash_{};
+  std::vector<std::uint8_t> key_ = std::vector<std::uint8_t>(32, 0x5a);
   Gate gate_;
   std::atomic<bool> hold_fsync_{false};
   std::unique_ptr<ReplicationReceiver> receiver_;
@@ -305,6 +308,71 @@ TEST_F(ReplicationNet, HandshakeSucceedsAndReportsThePeer) {
   }));
   // Connecting twice is a caller error, not a second session.
   EXPECT_FALSE(sender_->Connect().ok());
+}
+
+// ---------------------------------------------------------------- authentication
+
+TEST_F(ReplicationNet, NodesWithDifferentKeysDoNotPair) {
+  ShutdownAtExit shutdown{this};
+  StartReceiver();
+  auto o = SenderOpts(receiver_->port());
+  o.key.assign(32, 0x33);
+  sender_ = std::make_unique<ReplicationSender>(o);
+  Status s = sender_->Connect();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("did not prove it holds this cluster's key"), std::string::npos)
+      << s.message();
+  EXPECT_NE(sender_->state(), SenderState::kReplicating);
+}
+
+// Whoever reaches the port without the key writes nothing: the secondary
+// wants AUTH before anything else.
+TEST_F(ReplicationNet, AnOperationBeforeAuthIsRefusedAndNotApplied) {
+  ShutdownAtExit shutdown{this};
+  StartReceiver();
+  RawClient client(receiver_->port());
+  Hello h;
+  h.module = "app";
+  h.node = "intruder";
+  h.config_hash = hash_;
+  client.Send(Message(h));
+  auto ack = client.Read();
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  ASSERT_NE(std::get_if<HelloAck>(&*ack), nullptr);
+  client.Send(Message(OpFrame{1, 0, MakeCreate("planted")}));
+  auto reply = client.Read();
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  const auto* refuse = std::get_if<Refuse>(&*reply);
+  ASSERT_NE(refuse, nullptr);
+  EXPECT_EQ(refuse->code, RefuseCode::kAuth);
+  EXPECT_FALSE(std::filesystem::exists(secondary_.path() / "planted"));
+}
+
+// A forged AUTH is refused and does not displace the real primary.
+TEST_F(ReplicationNet, AForgedAuthDoesNotReplaceThePrimary) {
+  ShutdownAtExit shutdown{this};
+  StartReceiver();
+  ConnectSender();
+  RawClient client(receiver_->port());
+  Hello h;
+  h.module = "app";
+  h.node = "intruder";
+  h.config_hash = hash_;
+  client.Send(Message(h));
+  auto ack = client.Read();
+  ASSERT_TRUE(ack.ok());
+  client.Send(Message(Auth{}));
+  auto reply = client.Read();
+  ASSERT_TRUE(reply.ok());
+  const auto* refuse = std::get_if<Refuse>(&*reply);
+  ASSERT_NE(refuse, nullptr);
+  EXPECT_EQ(refuse->code, RefuseCode::kAuth);
+  EXPECT_NE(refuse->reason.find("did not prove"), std::string::npos) << refuse->reason;
+  // The real primary still replicates.
+  auto t = ApplyAndSubmit(MakeCreate("real"));
+  ASSERT_TRUE(sender_->Wait(t).ok());
+  EXPECT_EQ(sender_->state(), SenderState::kReplicating);
+  EXPECT_TRUE(Eventually([&] { return std::filesystem::exists(secondary_.path() / "real"); }));
 }
 
 TEST_F(ReplicationNet, RefusesAnotherModule) {
@@ -690,6 +758,7 @@ TEST_F(ReplicationNet, KilledReceiverLosesThePeerOnceAndNothingBlocks) {
 TEST_F(ReplicationNet, StalledReceiverIsLostAfterAckTimeout) {
   StallingSecondary stall;
   auto so = SenderOpts(stall.port());
+  so.key.clear();  // the fake secondary speaks no authentication
   so.ack_timeout = 400ms;
   so.window_bytes = 4u << 20;
   ConnectSender(so);
@@ -717,6 +786,7 @@ TEST_F(ReplicationNet, StalledReceiverIsLostAfterAckTimeout) {
 TEST_F(ReplicationNet, SilentIdlePeerIsLostAfterAckTimeout) {
   StallingSecondary stall;  // never answers PING
   auto so = SenderOpts(stall.port());
+  so.key.clear();  // the fake secondary speaks no authentication
   so.ack_timeout = 300ms;
   ConnectSender(so);
   auto t0 = Clock::now();
@@ -728,6 +798,7 @@ TEST_F(ReplicationNet, SilentIdlePeerIsLostAfterAckTimeout) {
 TEST_F(ReplicationNet, ReceiverClosesASilentPrimary) {
   auto o = ReceiverOpts();
   o.idle_timeout = 200ms;
+  o.key.clear();  // the raw client speaks no authentication
   StartReceiver(o);
   RawClient client(receiver_->port());
   Hello h;
@@ -846,7 +917,9 @@ TEST_F(ReplicationNet, ApplyErrorIsFatalAndReported) {
 }
 
 TEST_F(ReplicationNet, MalformedFrameClosesOnlyThatConnection) {
-  StartReceiver();
+  auto unauthenticated = ReceiverOpts();
+  unauthenticated.key.clear();  // the raw clients speak no authentication
+  StartReceiver(unauthenticated);
   {
     RawClient client(receiver_->port());
     Hello h;
@@ -899,7 +972,9 @@ TEST_F(ReplicationNet, MalformedFrameClosesOnlyThatConnection) {
   EXPECT_TRUE(Eventually([&] { return std::filesystem::exists(secondary_.path() / "ten"); }));
   EXPECT_FALSE(std::filesystem::exists(secondary_.path() / "twelve"));
   // The receiver still serves the next primary.
-  ConnectSender();
+  auto so = SenderOpts(receiver_->port());
+  so.key.clear();
+  ConnectSender(so);
   std::uint64_t t = sender_->Submit(MakeCreate("served"));
   ASSERT_TRUE(sender_->Wait(t).ok());
   EXPECT_TRUE(std::filesystem::exists(secondary_.path() / "served"));

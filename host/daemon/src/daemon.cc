@@ -286,6 +286,7 @@ class Daemon : public cluster::HeartbeatListener {
     r.module = m.name;
     r.node = node_;
     r.config_hash = m.config_hash;
+    r.key = key_;
     for (const auto& d : rfs.replicated) {
       r.dirs.push_back(d.dir);
       replication::PathFilter filter;

@@ -49,6 +49,7 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
   o.module = settings_.module;
   o.node = settings_.node;
   o.config_hash = settings_.config_hash;
+  o.key = settings_.key;
   o.generation = generation_;
   o.peer_address = settings_.peer_address;
   o.peer_port = settings_.port;
@@ -299,6 +300,7 @@ Status ModuleReplication::BecomeSecond() {
   o.module = settings_.module;
   o.node = settings_.node;
   o.config_hash = settings_.config_hash;
+  o.key = settings_.key;
   o.generation = generation_;
   o.root_fds = fds;
   o.idle_timeout = std::max<std::chrono::milliseconds>(settings_.timeout, 1s);

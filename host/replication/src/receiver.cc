@@ -17,10 +17,12 @@
 #include <exception>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "hakit/common/log.h"
+#include "hakit/replication/handshake_auth.h"
 #include "hakit/replication/manifest.h"
 
 namespace hakit::replication {
@@ -141,6 +143,9 @@ class ReplicationReceiver::Impl {
     FrameReader reader{kReadChunk + 64 * 1024};
     std::string peer;
     bool handshaken = false;
+    // With a key: the HELLO answered, waiting for the primary's AUTH.
+    std::optional<Hello> pending_hello;
+    Nonce ack_nonce{};
     bool closed = false;
     bool closing = false;  // REFUSE/BYE queued: read nothing more
     std::string end_reason;
@@ -203,6 +208,9 @@ class ReplicationReceiver::Impl {
                   std::size_t frame_bytes);
   bool ProcessFrames(const SessionPtr& s);
   bool OnHello(const SessionPtr& s, const Hello& hello);
+  bool OnAuth(const SessionPtr& s, const Auth& auth);
+  // The handshake succeeded: `s` becomes the session.
+  void Accept(const SessionPtr& s, const Hello& hello, const HelloAck* ack);
   bool OnOp(const SessionPtr& s, OpFrame&& frame, std::size_t frame_bytes);
   void FlushDecoded(const SessionPtr& s);
   void Watchdog(const SessionPtr& s);
@@ -485,6 +493,15 @@ bool ReplicationReceiver::Impl::ProcessFrames(const SessionPtr& s) {
       Refuse(s, RefuseCode::kProtocol, message.status().message());
       return false;
     }
+    if (!s->handshaken && s->pending_hello) {
+      const auto* auth = std::get_if<Auth>(&*message);
+      if (!auth) {
+        Refuse(s, RefuseCode::kAuth, "expected AUTH, got " + type);
+        return false;
+      }
+      if (!OnAuth(s, *auth)) return false;
+      continue;
+    }
     if (!s->handshaken) {
       const auto* hello = std::get_if<Hello>(&*message);
       if (!hello) {
@@ -557,6 +574,41 @@ bool ReplicationReceiver::Impl::OnHello(const SessionPtr& s, const Hello& hello)
       return false;
     }
   }
+  if (!options_.key.empty()) {
+    // Nothing changes before the primary proves it holds the key.
+    ack.nonce = s->ack_nonce = RandomNonce();
+    ack.proof = HandshakeProof(options_.key, "hakit-repl-ack", hello.nonce, ack.nonce,
+                               options_.module, ack.node);
+    s->pending_hello = hello;
+    std::string frame;
+    EncodeFrame(ack, &frame);
+    Send(s, std::move(frame));
+    return true;
+  }
+  Accept(s, hello, &ack);
+  return true;
+}
+
+bool ReplicationReceiver::Impl::OnAuth(const SessionPtr& s, const Auth& auth) {
+  const Hello hello = *s->pending_hello;
+  Proof expected = HandshakeProof(options_.key, "hakit-repl-auth", s->ack_nonce, hello.nonce,
+                                  options_.module, hello.node);
+  if (!SameProof(expected, auth.proof)) {
+    Refuse(s, RefuseCode::kAuth,
+           "primary " + (hello.node.empty() ? s->peer : hello.node + " at " + s->peer) +
+               " did not prove it holds this cluster's key (another cluster, or a different "
+               "conf/cluster.key)");
+    return false;
+  }
+  s->pending_hello.reset();
+  Accept(s, hello, nullptr);
+  return true;
+}
+
+void ReplicationReceiver::Impl::Accept(const SessionPtr& s, const Hello& hello,
+                                       const HelloAck* ack) {
+  const std::string who =
+      "primary " + (hello.node.empty() ? s->peer : hello.node + " at " + s->peer);
   if (session_ && session_ != s) {
     EndSession(session_, "replaced by a new connection from " + who);
   }
@@ -573,9 +625,11 @@ bool ReplicationReceiver::Impl::OnHello(const SessionPtr& s, const Hello& hello)
     peer_ = s->peer;
     stats_counters_ = s->counters;
   }
-  std::string frame;
-  EncodeFrame(ack, &frame);
-  Send(s, std::move(frame));
+  if (ack != nullptr) {
+    std::string frame;
+    EncodeFrame(*ack, &frame);
+    Send(s, std::move(frame));
+  }
   Log(LogLevel::kInfo, "replicating from " + who + " (generation " +
                            std::to_string(hello.generation) + ", from sequence " +
                            std::to_string(hello.first_sequence) + ")");
@@ -589,7 +643,6 @@ bool ReplicationReceiver::Impl::OnHello(const SessionPtr& s, const Hello& hello)
     }
   }
   Watchdog(s);
-  return true;
 }
 
 bool ReplicationReceiver::Impl::OnOp(const SessionPtr& s, OpFrame&& frame,

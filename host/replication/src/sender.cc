@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "hakit/common/log.h"
+#include "hakit/replication/handshake_auth.h"
 
 namespace hakit::replication {
 
@@ -150,6 +151,7 @@ class ReplicationSender::Impl : public std::enable_shared_from_this<Impl> {
     std::vector<asio::const_buffer> buffers;
     bool writer_busy = false;       // under mu_: a StartWrite is posted or running
     std::uint64_t hello_first = 0;  // under mu_
+    Nonce nonce{};                  // io thread only: ours, in HELLO
     std::shared_ptr<std::promise<Status>> connect_done;  // io thread only
   };
   using SessionPtr = std::shared_ptr<Session>;
@@ -294,6 +296,7 @@ void ReplicationSender::Impl::OnConnected(const SessionPtr& s) {
     hello.role = Role::kPrimary;
     hello.first_sequence = s->hello_first;
   }
+  s->nonce = hello.nonce = RandomNonce();
   if (Status st = EncodeFrame(hello, &s->hello); !st.ok()) {
     FailConnect(s, st);
     return;
@@ -370,6 +373,22 @@ void ReplicationSender::Impl::ReadHandshake(const SessionPtr& s) {
                                                 ": the peer does not act as a secondary"));
             return;
           }
+          Frame auth;
+          if (!self->options_.key.empty()) {
+            Proof expected = HandshakeProof(self->options_.key, "hakit-repl-ack", s->nonce,
+                                            ack->nonce, self->options_.module, ack->node);
+            if (!SameProof(expected, ack->proof)) {
+              self->FailConnect(
+                  s, Status::Failed("the secondary at " + self->peer_text_ +
+                                    " did not prove it holds this cluster's key (another "
+                                    "cluster, or a different conf/cluster.key)"));
+              return;
+            }
+            EncodeFrame(Auth{HandshakeProof(self->options_.key, "hakit-repl-auth", ack->nonce,
+                                            s->nonce, self->options_.module,
+                                            self->options_.node)},
+                        &auth.head);
+          }
           auto done = std::exchange(s->connect_done, nullptr);
           if (!done) return;
           s->timer.cancel();
@@ -387,6 +406,11 @@ void ReplicationSender::Impl::ReadHandshake(const SessionPtr& s) {
             self->base_ = self->next_seq_;
             self->received_ = self->applied_ = self->durable_ = self->base_ - 1;
             self->queue_.clear();
+            // AUTH first: the secondary takes nothing before it.
+            if (!auth.head.empty()) {
+              self->queue_.push_back(std::move(auth));
+              self->KickLocked(s);
+            }
             self->window_.clear();
             self->in_flight_bytes_ = 0;
             self->last_progress_ = self->last_rx_ = now;

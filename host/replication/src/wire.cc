@@ -297,6 +297,8 @@ std::string FrameTypeName(std::uint8_t type) {
       return "BYE";
     case FrameType::kManifest:
       return "MANIFEST";
+    case FrameType::kAuth:
+      return "AUTH";
   }
   return "type " + std::to_string(type);
 }
@@ -312,6 +314,7 @@ std::size_t MaxPayload(FrameType type) {
     case FrameType::kPing:
     case FrameType::kPong:
     case FrameType::kBye:
+    case FrameType::kAuth:
       return kMaxControlPayload;
     case FrameType::kManifest:
       return kMaxManifestPayload;
@@ -335,6 +338,8 @@ const char* RefuseCodeName(RefuseCode code) {
       return "apply failed";
     case RefuseCode::kBusy:
       return "busy";
+    case RefuseCode::kAuth:
+      return "authentication";
   }
   return "unknown";
 }
@@ -386,7 +391,8 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
           r.U16(&h.version, "version") && r.Str8(&h.module, "module") && r.Str8(&h.node, "node") &&
           r.Bytes(h.config_hash.data(), h.config_hash.size(), "config hash") &&
           r.U64(&h.generation, "generation") && Bool(r, &h.consistent, "consistent", &bad_bool) &&
-          r.U8(&role, "role") && r.U64(&h.first_sequence, "first sequence");
+          r.U8(&role, "role") && r.U64(&h.first_sequence, "first sequence") &&
+          r.Bytes(h.nonce.data(), h.nonce.size(), "nonce");
       if (!ok || r.left() != 0) return r.Error("HELLO");
       if (bad_bool) return Status::Corruption("malformed HELLO frame: consistent flag not 0/1");
       if (role != 1 && role != 2) {
@@ -404,7 +410,9 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
       std::uint8_t role = 0;
       bool ok = r.U16(&h.version, "version") && r.Str8(&h.node, "node") &&
                 r.U64(&h.generation, "generation") &&
-                Bool(r, &h.consistent, "consistent", &bad_bool) && r.U8(&role, "role");
+                Bool(r, &h.consistent, "consistent", &bad_bool) && r.U8(&role, "role") &&
+                r.Bytes(h.nonce.data(), h.nonce.size(), "nonce") &&
+                r.Bytes(h.proof.data(), h.proof.size(), "proof");
       if (!ok || r.left() != 0) return r.Error("HELLO_ACK");
       if (bad_bool) {
         return Status::Corruption("malformed HELLO_ACK frame: consistent flag not 0/1");
@@ -421,7 +429,7 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
       std::uint8_t code = 0;
       bool ok = r.U8(&code, "code") && r.Str16(&f.reason, kMaxReasonSize, "reason");
       if (!ok || r.left() != 0) return r.Error("REFUSE");
-      if (code < 1 || code > static_cast<std::uint8_t>(RefuseCode::kBusy)) {
+      if (code < 1 || code > static_cast<std::uint8_t>(RefuseCode::kAuth)) {
         return Status::Corruption("malformed REFUSE frame: unknown code " + std::to_string(code));
       }
       f.code = static_cast<RefuseCode>(code);
@@ -455,6 +463,13 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
       Bye b;
       if (!r.Str16(&b.reason, kMaxReasonSize, "reason") || r.left() != 0) return r.Error("BYE");
       return Message(std::move(b));
+    }
+    case FrameType::kAuth: {
+      Auth a;
+      if (!r.Bytes(a.proof.data(), a.proof.size(), "proof") || r.left() != 0) {
+        return r.Error("AUTH");
+      }
+      return Message(a);
     }
     case FrameType::kManifest: {
       ManifestChunk m;
@@ -567,6 +582,7 @@ Status EncodeFrame(const Message& message, std::string* out) {
           w.U8(m.consistent ? 1 : 0);
           w.U8(static_cast<std::uint8_t>(m.role));
           w.U64(m.first_sequence);
+          w.Bytes(m.nonce.data(), m.nonce.size());
         } else if constexpr (std::is_same_v<T, HelloAck>) {
           begin(FrameType::kHelloAck);
           w.U16(m.version);
@@ -574,6 +590,8 @@ Status EncodeFrame(const Message& message, std::string* out) {
           w.U64(m.generation);
           w.U8(m.consistent ? 1 : 0);
           w.U8(static_cast<std::uint8_t>(m.role));
+          w.Bytes(m.nonce.data(), m.nonce.size());
+          w.Bytes(m.proof.data(), m.proof.size());
         } else if constexpr (std::is_same_v<T, Refuse>) {
           begin(FrameType::kRefuse);
           w.U8(static_cast<std::uint8_t>(m.code));
@@ -594,6 +612,9 @@ Status EncodeFrame(const Message& message, std::string* out) {
         } else if constexpr (std::is_same_v<T, Bye>) {
           begin(FrameType::kBye);
           w.Str16(m.reason.substr(0, kMaxReasonSize));
+        } else if constexpr (std::is_same_v<T, Auth>) {
+          begin(FrameType::kAuth);
+          w.Bytes(m.proof.data(), m.proof.size());
         } else if constexpr (std::is_same_v<T, ManifestChunk>) {
           begin(FrameType::kManifest);
           w.U8(m.dir_index);

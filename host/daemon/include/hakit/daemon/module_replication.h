@@ -58,6 +58,7 @@ struct ReplicationSettings {
   std::string module;
   std::string node;
   std::array<std::uint8_t, 32> config_hash{};
+  std::vector<std::uint8_t> key;             // the cluster key: authenticates the channel
   std::vector<std::string> dirs;             // <replicated dir>, in <rfs> order
   std::vector<replication::PathFilter> filters;  // <notreplicated>, one per dir
   bool xattrs = false;                       // acl="on"

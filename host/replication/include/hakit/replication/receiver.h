@@ -60,6 +60,8 @@ struct ReceiverOptions {
   ConfigHash config_hash{};
   std::uint64_t generation = 0;
   bool consistent = true;
+  // The cluster key (see SenderOptions::key). Empty = no authentication.
+  std::vector<std::uint8_t> key;
 
   // Replicated dir index (the OP frame's dir index) -> descriptor of the real
   // directory (O_PATH or O_DIRECTORY). Not owned; must stay open while the

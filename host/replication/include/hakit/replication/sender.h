@@ -78,6 +78,10 @@ struct SenderOptions {
   std::uint64_t generation = 0;  // this node's data generation
   bool consistent = true;        // this node's data is consistent
 
+  // The cluster key: both ends prove they hold it (handshake_auth.h). Empty
+  // = no authentication (tests of the protocol alone); the receiver must
+  // then have none either.
+  std::vector<std::uint8_t> key;
   // The secondary's replication endpoint: an IP literal and a TCP port.
   std::string peer_address;
   std::uint16_t peer_port = 0;

@@ -16,8 +16,10 @@
 // paths and reasons, u32 for data) then the bytes, no NUL. Payloads:
 //
 //   HELLO      u16 version, str8 module, str8 node, 32 config hash, u64 generation,
-//              u8 consistent (0/1), u8 role, u64 first sequence
-//   HELLO_ACK  u16 version, str8 node, u64 generation, u8 consistent, u8 role
+//              u8 consistent (0/1), u8 role, u64 first sequence, 32 nonce
+//   HELLO_ACK  u16 version, str8 node, u64 generation, u8 consistent, u8 role,
+//              32 nonce, 32 proof
+//   AUTH       32 proof (handshake_auth.h)
 //   REFUSE     u8 code (RefuseCode), str16 reason
 //   OP         u64 sequence, u8 dir index, u8 kind, str16 path, str16 path2,
 //              u64 offset, u64 length, u32 mode, u32 flags, i64 uid, i64 gid,
@@ -88,6 +90,7 @@ enum class FrameType : std::uint8_t {
   kPong = 7,
   kBye = 8,
   kManifest = 9,
+  kAuth = 10,
 };
 
 // "HELLO", "HELLO_ACK", ..., "type 42" for an unknown value.
@@ -107,6 +110,7 @@ enum class RefuseCode : std::uint8_t {
   kProtocol = 5,     // malformed or unexpected frame
   kApplyFailed = 6,  // this node could not apply an operation: it is inconsistent
   kBusy = 7,         // this node cannot take a primary now
+  kAuth = 8,         // the peer did not prove it holds the cluster key
 };
 const char* RefuseCodeName(RefuseCode code);
 
@@ -127,6 +131,7 @@ struct Hello {
   // The sequence of the first OP this session will carry. Sequences keep
   // growing across reconnections so that acknowledgements never alias.
   std::uint64_t first_sequence = 1;
+  std::array<std::uint8_t, 32> nonce{};  // handshake_auth.h
   bool operator==(const Hello&) const = default;
 };
 
@@ -136,6 +141,8 @@ struct HelloAck {
   std::uint64_t generation = 0;
   bool consistent = true;
   Role role = Role::kSecondary;
+  std::array<std::uint8_t, 32> nonce{};
+  std::array<std::uint8_t, 32> proof{};  // zeros when the secondary has no key
   bool operator==(const HelloAck&) const = default;
 };
 
@@ -182,7 +189,13 @@ struct ManifestChunk {
   bool operator==(const ManifestChunk&) const = default;
 };
 
-using Message = std::variant<Hello, HelloAck, Refuse, OpFrame, Ack, Ping, Pong, Bye, ManifestChunk>;
+struct Auth {
+  std::array<std::uint8_t, 32> proof{};
+  bool operator==(const Auth&) const = default;
+};
+
+using Message =
+    std::variant<Hello, HelloAck, Refuse, OpFrame, Ack, Ping, Pong, Bye, ManifestChunk, Auth>;
 
 // Checks magic, frame type and the payload length against MaxPayload(type);
 // the version is returned, not checked (see CheckVersion), so that a REFUSE
