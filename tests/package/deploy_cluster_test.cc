@@ -48,7 +48,7 @@ TEST_F(DeployTest, PackageInstallDeployAndTheModuleRunsOnBothNodes) {
   auto installed = Cli("node1", {"module", "install", safe});
   ASSERT_EQ(installed.status.code, 0) << installed.output;
   EXPECT_NE(installed.output.find("installed web 1.0"), std::string::npos) << installed.output;
-  EXPECT_NE(installed.output.find("hakitd on node1 took module web"), std::string::npos)
+  EXPECT_NE(installed.output.find("hakitd on node1 loaded module web"), std::string::npos)
       << installed.output;
   ASSERT_TRUE(rig_->ModuleState("node1").ok()) << "node1's hakitd did not load the new module";
   EXPECT_FALSE(rig_->ModuleState("node2").ok());
@@ -103,6 +103,20 @@ TEST_F(DeployTest, PackageInstallDeployAndTheModuleRunsOnBothNodes) {
       << forged.output;
   EXPECT_EQ(Snapshot(dir2), before);
   EXPECT_TRUE(rig_->ClientRequest(2s).ok());
+
+  // Stopped, the module can go; hakitd drops it at once.
+  for (const auto& n : rig_->nodes()) {
+    auto r = rig_->Command(n, "stop");
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  }
+  for (const auto& n : rig_->nodes()) ASSERT_TRUE(rig_->WaitState(n, cluster::State::kStop, 30s).ok());
+  auto listed = Cli("node2", {"module", "list"});
+  EXPECT_EQ(listed.output, "web                 1.0\n");
+  auto gone = Cli("node2", {"module", "uninstall", "-m", "web"});
+  ASSERT_EQ(gone.status.code, 0) << gone.output;
+  EXPECT_NE(gone.output.find("hakitd on node2 has no module web"), std::string::npos) << gone.output;
+  EXPECT_FALSE(rig_->ModuleState("node2").ok());
+  EXPECT_FALSE(fs::exists(dir2));
 }
 
 // A package as SafeKit 8.2 ships one: no manifest, conf/userconfig.xml with

@@ -242,6 +242,16 @@ int Uninstall(Invocation& inv) {
   return TellDaemon(inv, name, "nothing else to do");
 }
 
+// After editing an installed module by hand: hakitd takes it as it is now.
+int Reload(Invocation& inv) {
+  po::options_description desc("options");
+  std::string name;
+  desc.add_options()("module,m", po::value(&name)->required(), "the module to load again");
+  po::variables_map vm;
+  if (auto rc = ParseOptions(inv, "module reload", "-m NAME", desc, {}, &vm)) return *rc;
+  return TellDaemon(inv, name, "it loads the module when it starts");
+}
+
 // Short form of the configuration hash, as `hakit state` shows it.
 Result<std::string> LocalConfigHash(const Layout& layout, const std::string& module) {
   auto h = daemon::HashModuleConfig(layout, module);
@@ -328,6 +338,7 @@ std::vector<Command> ModuleCommands() {
       {"module package", "pack a module folder into a .safe package", Package},
       {"module install", "check and install a .safe package (atomically)", Install},
       {"module uninstall", "remove a stopped module", Uninstall},
+      {"module reload", "make hakitd load a stopped module again (after editing it)", Reload},
       {"module deploy", "send an installed module to the peer node and install it there", Deploy},
   };
 }

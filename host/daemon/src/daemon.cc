@@ -753,8 +753,8 @@ class Daemon : public cluster::HeartbeatListener {
     }
     if (r.command == "reload") {
       Status s = ReloadModule(r.module);
-      reply(s.ok() ? Response::Ok("hakitd on " + node_ + " took module " + r.module + " as installed now")
-                   : Response::Fail(s.message()));
+      std::string done = modules_.count(r.module) ? " loaded module " : " has no module ";
+      reply(s.ok() ? Response::Ok("hakitd on " + node_ + done + r.module) : Response::Fail(s.message()));
       return;
     }
     if (auto a = kActions.find(r.command); a != kActions.end()) {
