@@ -142,10 +142,21 @@ TEST_F(DeployTest, ASafeKitPackageInstallsAndItsScriptsRunAndLog) {
            "  <vip><interface_list><interface check=\"on\" arpreroute=\"on\"><real_interface>\n"
            "    <virtual_addr addr=\"%VIRTUAL_IP%\" where=\"one_side_alias\"/>\n"
            "  </real_interface></interface></interface_list></vip>\n"
+           "  <errd polltimer=\"10\">\n"
+           "    <proc name=\"hakit-demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\" "
+           "service=\"yes\"/>\n"
+           "  </errd>\n"
+           "  <check>\n"
+           "    <tcp ident=\"app\" when=\"prim\" action=\"restart\">"
+           "<to addr=\"%VIRTUAL_IP%\" port=\"%APP_PORT%\" interval=\"10\" timeout=\"5\"/></tcp>\n"
+           "  </check>\n"
            "  <user nicestoptimeout=\"10\" forcestoptimeout=\"10\" logging=\"userlog\">\n"
            "    <var name=\"APP\" value=\"" HAKIT_BINARY_DIR "/bin/hakit-demo-app\"/>\n"
            "    <var name=\"APP_PORT\" value=\"%APP_PORT%\"/>\n"
            "  </user>\n"
+           "  <failover><![CDATA[\n"
+           "interface_failure: if (interface.1 == down) then failover(interface.1);\n"
+           "  ]]></failover>\n"
            "</service>\n</safe>\n");
     w.File("conf/userconfig.xml.template",
            "<safe><service mode=\"mirror\"><vip><interface_list><interface><real_interface>"
@@ -172,6 +183,12 @@ TEST_F(DeployTest, ASafeKitPackageInstallsAndItsScriptsRunAndLog) {
   auto installed = Cli("node1", {"module", "install", safe.string()});
   ASSERT_EQ(installed.status.code, 0) << installed.output;
   EXPECT_NE(installed.output.find("installed mirror (SafeKit package, no manifest, scripts)"),
+            std::string::npos)
+      << installed.output;
+  // What hakit parses but does not act on is said, not refused.
+  EXPECT_NE(installed.output.find("warning: " + safe.string() +
+                                  ":conf/userconfig.xml:22:3: <failover>: failover rules are not "
+                                  "supported by hakit"),
             std::string::npos)
       << installed.output;
   auto deployed = Cli("node1", {"module", "deploy", "-m", "mirror"});
