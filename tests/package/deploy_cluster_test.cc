@@ -193,6 +193,10 @@ TEST_F(DeployTest, ASafeKitPackageInstallsAndItsScriptsRunAndLog) {
       << installed.output;
   auto deployed = Cli("node1", {"module", "deploy", "-m", "mirror"});
   ASSERT_EQ(deployed.status.code, 0) << deployed.output;
+  // Both nodes hold the same files, the manifest made for the trip included.
+  EXPECT_EQ(Snapshot(rig_->LayoutOf("node1").ModuleDir("mirror")),
+            Snapshot(rig_->LayoutOf("node2").ModuleDir("mirror")));
+  EXPECT_EQ(Cli("node1", {"module", "list"}).output, "mirror              1\n");
   for (const auto& n : rig_->nodes()) {
     const fs::path dir = rig_->LayoutOf(n).ModuleDir("mirror");
     EXPECT_TRUE(fs::exists(dir / "web" / "index.html")) << n;

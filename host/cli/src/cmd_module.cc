@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "hakit/cli/options.h"
@@ -303,7 +304,8 @@ int Deploy(Invocation& inv) {
   auto existing = package::ReadManifest(inv.layout.ModuleDir(name));
   package::Manifest m{name, existing.ok() ? existing->version : "1", sdk::kAbiVersion, {}};
   fs::path file = spool / (name + ".safe");
-  if (Status s = package::WritePackage(inv.layout.ModuleDir(name), m, file); !s.ok()) {
+  package::Manifest sent;
+  if (Status s = package::WritePackage(inv.layout.ModuleDir(name), m, file, &sent); !s.ok()) {
     return fail(s.message());
   }
   package::DeployRequest req;
@@ -326,6 +328,14 @@ int Deploy(Invocation& inv) {
                 " here, " + r->config_hash + " on " + peer);
   }
   inv.out << "module " << name << ": same configuration on both nodes (hash " << *local << ")\n";
+  if (!existing.ok()) {
+    // A module installed without a manifest (SafeKit package, copied by
+    // hand) gets the one the peer now holds, so both list the same version.
+    fs::path tmp = spool / package::kManifestName;
+    std::ofstream(tmp) << package::FormatManifest(sent);
+    fs::rename(tmp, inv.layout.ModuleDir(name) / package::kManifestName, ec);
+    if (ec) inv.err << "warning: cannot write the manifest here: " << ec.message() << "\n";
+  }
   return kExitOk;
 }
 

@@ -302,7 +302,8 @@ Result<ExtractedFiles> ExtractPackage(const fs::path& file, const fs::path& dest
   return out;
 }
 
-Status WritePackage(const fs::path& module_dir, Manifest manifest, const fs::path& out) {
+Status WritePackage(const fs::path& module_dir, Manifest manifest, const fs::path& out,
+                    Manifest* written) {
   std::error_code ec;
   if (!fs::is_regular_file(module_dir / "conf" / "userconfig.xml", ec)) {
     return Status::InvalidArgument(module_dir.string() +
@@ -396,6 +397,7 @@ Status WritePackage(const fs::path& module_dir, Manifest manifest, const fs::pat
   a.reset();
   fs::rename(tmp, out, ec);
   if (ec) return Status::IoError("cannot write " + out.string() + ": " + ec.message());
+  if (written != nullptr) *written = std::move(manifest);
   return Status::Ok();
 }
 

@@ -54,8 +54,9 @@ sdk::Result<ExtractedFiles> ExtractPackage(const std::filesystem::path& archive,
 // version and ABI, plus the SHA-256 of every regular file (a `manifest`
 // already in the folder is replaced). Refuses (InvalidArgument) devices,
 // fifos, sockets and symbolic links leading outside the folder, and a
-// folder without conf/userconfig.xml.
+// folder without conf/userconfig.xml. `written`, if given, receives the
+// manifest as written.
 sdk::Status WritePackage(const std::filesystem::path& module_dir, Manifest manifest,
-                         const std::filesystem::path& out);
+                         const std::filesystem::path& out, Manifest* written = nullptr);
 
 }  // namespace hakit::package
