@@ -268,7 +268,8 @@ int Deploy(Invocation& inv) {
       "peer", po::value(&peer), "the node to send it to (default: hakitd's peer)")(
       "timeout", po::value(&timeout_s), "seconds to wait for the peer to install it (default 120)");
   po::variables_map vm;
-  if (auto rc = ParseOptions(inv, "module deploy", "-m NAME [--peer NODE]", desc, {}, &vm)) return *rc;
+  if (auto rc = ParseOptions(inv, "module deploy", "-m NAME [--peer NODE]", desc, {}, &vm))
+    return *rc;
   auto fail = [&](const std::string& m) {
     inv.err << "hakit module deploy: " << m << "\n";
     return kExitFailed;

@@ -219,7 +219,7 @@ class Daemon : public cluster::HeartbeatListener {
         continue;
       }
       auto m = std::move(*runtime);
-      if (modules_.empty()) {
+      if (modules_.empty() && !heartbeats_) {  // heartbeats run with what they started with
         pulse_ = m->config.heart.pulse;
         timeout_ = m->config.heart.timeout;
       } else if (m->config.heart.pulse != pulse_ || m->config.heart.timeout != timeout_) {
@@ -754,7 +754,8 @@ class Daemon : public cluster::HeartbeatListener {
     if (r.command == "reload") {
       Status s = ReloadModule(r.module);
       std::string done = modules_.count(r.module) ? " loaded module " : " has no module ";
-      reply(s.ok() ? Response::Ok("hakitd on " + node_ + done + r.module) : Response::Fail(s.message()));
+      reply(s.ok() ? Response::Ok("hakitd on " + node_ + done + r.module)
+                   : Response::Fail(s.message()));
       return;
     }
     if (auto a = kActions.find(r.command); a != kActions.end()) {
@@ -849,6 +850,9 @@ class Daemon : public cluster::HeartbeatListener {
   // A module folder changed: the old runtime (STOP only) goes, what is
   // installed now is loaded.
   Status ReloadModule(const std::string& module) {
+    if (std::string why = package::InvalidModuleName(module); !why.empty()) {
+      return Status::InvalidArgument(why);
+    }
     if (std::string state = ModuleStateName(module); state != "STOP") {
       return Status::Failed("module " + module + " is " + state + " on " + node_ +
                             ": stop it before changing it");
@@ -896,14 +900,16 @@ class Daemon : public cluster::HeartbeatListener {
       package::InstallOptions io;
       io.name = module;
       io.module_state = [this](const std::string& m) {
-        return OnIoThread<Result<std::string>>([this, m] { return Result<std::string>(ModuleStateName(m)); });
+        return OnIoThread<Result<std::string>>(
+            [this, m] { return Result<std::string>(ModuleStateName(m)); });
       };
       auto r = package::InstallPackage(file, layout_, io);
       if (!r.ok()) return r.status();
       Status loaded = OnIoThread<Status>([this, module] { return ReloadModule(module); });
       auto hash = HashModuleConfig(layout_, module);
       return package::DeployOutcome{
-          "installed " + r->Summary() + " on " + node_ + (loaded.ok() ? "" : "; " + loaded.message()),
+          "installed " + r->Summary() + " on " + node_ +
+              (loaded.ok() ? "" : "; " + loaded.message()),
           hash.ok() ? cluster::HexEncode(*hash).substr(0, 16) : ""};
     };
     deploy_ = std::make_unique<package::DeployServer>(std::move(o));

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <cstring>
 #include <optional>
 
 namespace hakit::package {
@@ -84,11 +84,16 @@ bool ResolvesInside(const fs::path& p, const fs::path& root) {
 
 const char* SpecialTypeName(mode_t type) {
   switch (type) {
-    case AE_IFCHR: return "a character device";
-    case AE_IFBLK: return "a block device";
-    case AE_IFIFO: return "a fifo";
-    case AE_IFSOCK: return "a socket";
-    default: return "a special file";
+    case AE_IFCHR:
+      return "a character device";
+    case AE_IFBLK:
+      return "a block device";
+    case AE_IFIFO:
+      return "a fifo";
+    case AE_IFSOCK:
+      return "a socket";
+    default:
+      return "a special file";
   }
 }
 
@@ -106,8 +111,8 @@ Result<ReadArchive> OpenZip(const fs::path& path) {
     return Status::Corruption(path.string() + ": truncated archive: no zip central directory (" +
                               ArchiveError(a.get()) + ")");
   }
-  return Status::InvalidArgument(path.string() + ": not a readable zip archive: " +
-                                 ArchiveError(a.get()));
+  return Status::InvalidArgument(path.string() +
+                                 ": not a readable zip archive: " + ArchiveError(a.get()));
 }
 
 // One entry as the header announces it, checked.
@@ -115,7 +120,7 @@ struct Entry {
   std::string path;
   mode_t type = 0;
   mode_t perm = 0;
-  std::string link;      // symlink target, or the hard link's target path
+  std::string link;  // symlink target, or the hard link's target path
   bool hardlink = false;
   std::uint64_t declared_size = 0;  // what the header says; the data may differ
 };
@@ -144,7 +149,8 @@ Result<std::optional<Entry>> NextEntry(archive* a, const fs::path& file) {
   }
   if (const char* hl = archive_entry_hardlink(e); hl != nullptr) {
     auto target = CleanEntryPath(hl);
-    if (!target.ok()) return fail(std::string("hard link to '") + hl + "' points outside the module");
+    if (!target.ok())
+      return fail(std::string("hard link to '") + hl + "' points outside the module");
     out.hardlink = true;
     out.link = *target;
     out.type = AE_IFREG;
@@ -203,7 +209,8 @@ Result<ExtractedFiles> ExtractPackage(const fs::path& file, const fs::path& dest
       if (!fresh && !(e.type == AE_IFDIR && it->second.type == AE_IFDIR)) {
         return Status::InvalidArgument(where + ": entry '" + e.path + "' appears twice");
       }
-      if (e.hardlink && (!seen.count(e.link) || seen[e.link].type != AE_IFREG || seen[e.link].hardlink)) {
+      if (e.hardlink &&
+          (!seen.count(e.link) || seen[e.link].type != AE_IFREG || seen[e.link].hardlink)) {
         return Status::InvalidArgument(where + ": entry '" + e.path + "': hard link to '" + e.link +
                                        "', which is not an earlier file of the package");
       }
@@ -254,11 +261,14 @@ Result<ExtractedFiles> ExtractPackage(const fs::path& file, const fs::path& dest
       continue;
     }
     fs::create_directories(target.parent_path(), ec);
-    if (ec) return Status::IoError("cannot create " + target.parent_path().string() + ": " + ec.message());
+    if (ec)
+      return Status::IoError("cannot create " + target.parent_path().string() + ": " +
+                             ec.message());
     mode_t mode = (e.perm & 0755) | 0600;
     if (UnderBin(e.path)) mode |= 0755;
     int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) return Status::IoError("cannot create " + target.string() + ": " + std::strerror(errno));
+    if (fd < 0)
+      return Status::IoError("cannot create " + target.string() + ": " + std::strerror(errno));
     Status written;
     while (written.ok()) {
       la_ssize_t n = archive_read_data(a->get(), buf.data(), buf.size());
@@ -285,7 +295,8 @@ Result<ExtractedFiles> ExtractPackage(const fs::path& file, const fs::path& dest
     fs::create_directories(target.parent_path(), ec);
     int r = e.hardlink ? ::link((dest / e.link).c_str(), target.c_str())
                        : ::symlink(e.link.c_str(), target.c_str());
-    if (r != 0) return Status::IoError("cannot create " + target.string() + ": " + std::strerror(errno));
+    if (r != 0)
+      return Status::IoError("cannot create " + target.string() + ": " + std::strerror(errno));
     if (e.hardlink) {
       out.files.push_back(e.path);
     } else {
@@ -314,7 +325,8 @@ Status WritePackage(const fs::path& module_dir, Manifest manifest, const fs::pat
     fs::file_status status;
   };
   std::vector<Item> items;
-  for (fs::recursive_directory_iterator it(module_dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::recursive_directory_iterator it(module_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
     // Lexically: fs::relative() would resolve a link to its target's name.
     std::string rel = it->path().lexically_relative(module_dir).generic_string();
     if (rel == kManifestName) continue;

@@ -1,7 +1,5 @@
 #include "hakit/package/deploy.h"
 
-#include <utility>  // before Boost.Asio (see README)
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -20,10 +18,10 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <thread>
-
-#include <nlohmann/json.hpp>
+#include <utility>  // before Boost.Asio (see README)
 
 #include "hakit/cluster/heartbeat_codec.h"
 #include "hakit/package/manifest.h"
@@ -55,7 +53,8 @@ void PutU32(Bytes& out, std::uint32_t v) {
 }
 
 std::uint32_t GetU32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         p[3];
 }
 
 Bytes Random(std::size_t n) {
@@ -130,7 +129,8 @@ class Channel {
       co_return Status::Timeout(std::string("nothing for ") + std::to_string(timeout.count()) +
                                 " ms while " + what);
     }
-    if (ec == asio::error::eof) co_return Status::IoError("connection closed while " + std::string(what));
+    if (ec == asio::error::eof)
+      co_return Status::IoError("connection closed while " + std::string(what));
     if (ec) co_return Status::IoError(std::string(what) + ": " + ec.message());
     co_return Status::Ok();
   }
@@ -165,7 +165,8 @@ std::string RequestHeader(const std::string& module, std::uint64_t size, const s
 
 }  // namespace
 
-std::vector<std::string> NodeAddresses(const config::ClusterConfig& cluster, const std::string& node) {
+std::vector<std::string> NodeAddresses(const config::ClusterConfig& cluster,
+                                       const std::string& node) {
   std::vector<std::string> out;
   for (const auto& lan : cluster.lans) {
     auto a = cluster.AddressOf(node, lan.name);
@@ -262,9 +263,10 @@ struct DeployServer::Impl {
       co_return;
     }
     if (version != kDeployProtocolVersion) {
-      co_await Refuse(f, 0, "deploy protocol version " + std::to_string(version) +
-                             " is not supported (this node speaks " +
-                             std::to_string(kDeployProtocolVersion) + ")");
+      co_await Refuse(f, 0,
+                      "deploy protocol version " + std::to_string(version) +
+                          " is not supported (this node speaks " +
+                          std::to_string(kDeployProtocolVersion) + ")");
       co_return;
     }
     auto h = nlohmann::json::parse(header_text.begin(), header_text.end(), nullptr, false);
@@ -282,8 +284,9 @@ struct DeployServer::Impl {
       co_return;
     }
     if (size > o.max_package_bytes) {
-      co_await Refuse(f, 0, "package of " + std::to_string(size) + " bytes is larger than the limit (" +
-                             std::to_string(o.max_package_bytes) + " bytes)");
+      co_await Refuse(f, 0,
+                      "package of " + std::to_string(size) + " bytes is larger than the limit (" +
+                          std::to_string(o.max_package_bytes) + " bytes)");
       co_return;
     }
     if (busy) {
@@ -320,7 +323,8 @@ struct DeployServer::Impl {
     for (std::uint64_t left = size; left > 0;) {
       std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
       if (Status s = co_await ch.Read(buf.data(), n, t); !s.ok()) {
-        Log(sdk::LogLevel::kError, "deployment from " + from + " of " + module + ": " + s.message());
+        Log(sdk::LogLevel::kError,
+            "deployment from " + from + " of " + module + ": " + s.message());
         co_return;
       }
       EVP_DigestUpdate(md.get(), buf.data(), n);
@@ -336,7 +340,8 @@ struct DeployServer::Impl {
       co_return;
     }
     if (Hex(digest) != sha) {
-      co_await Refuse(f, 1, "the package's SHA-256 does not match the request (damaged in transit)");
+      co_await Refuse(f, 1,
+                      "the package's SHA-256 does not match the request (damaged in transit)");
       co_return;
     }
     auto outcome = o.install ? o.install(file, module) : Status::Failed("no installer");
@@ -411,8 +416,10 @@ awaitable<Result<nlohmann::json>> ReadReply(Channel& ch, const DeployRequest& r,
   std::string message = j.is_object() ? j.value("message", "") : "";
   Bytes expected = Mac(r.key, kReplyLabel, {client_nonce, server_nonce, Bytes{seq}, text});
   if (!SameMac(expected, body.data() + len)) {
-    co_return Status::Failed("the peer's reply is not authenticated: the cluster keys of the two "
-                             "nodes differ" + (message.empty() ? "" : " (it said: " + message + ")"));
+    co_return Status::Failed(
+        "the peer's reply is not authenticated: the cluster keys of the two "
+        "nodes differ" +
+        (message.empty() ? "" : " (it said: " + message + ")"));
   }
   if (!j.is_object()) co_return Status::Corruption("malformed reply");
   if (!j.value("ok", false)) co_return Status::Failed("the peer refused: " + message);
@@ -459,7 +466,8 @@ awaitable<Result<DeployOutcome>> Exchange(const DeployRequest& r) {
   const milliseconds t = r.io_timeout;
   std::uint8_t hello[4 + 4 + kNonceSize];
   if (Status s = co_await ch->Read(hello, sizeof hello, t); !s.ok()) co_return s;
-  if (std::memcmp(hello, kMagic, 4) != 0) co_return Status::Corruption("not a hakit deploy listener");
+  if (std::memcmp(hello, kMagic, 4) != 0)
+    co_return Status::Corruption("not a hakit deploy listener");
   if (GetU32(hello + 4) != kDeployProtocolVersion) {
     co_return Status::Unsupported("the peer speaks deploy protocol " +
                                   std::to_string(GetU32(hello + 4)) + ", this hakit " +
@@ -488,7 +496,8 @@ awaitable<Result<DeployOutcome>> Exchange(const DeployRequest& r) {
   std::ifstream in(r.package, std::ios::binary);
   std::vector<char> buf(64 * 1024);
   while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-    if (Status s = co_await ch->Write(buf.data(), static_cast<std::size_t>(in.gcount()), t); !s.ok()) {
+    if (Status s = co_await ch->Write(buf.data(), static_cast<std::size_t>(in.gcount()), t);
+        !s.ok()) {
       co_return s;
     }
   }

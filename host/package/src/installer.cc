@@ -1,16 +1,15 @@
 #include "hakit/package/installer.h"
 
+#include <fcntl.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <stdlib.h>
-#include <fcntl.h>
 
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "hakit/config/module_config.h"
 #include "hakit/loader/loader.h"
@@ -58,8 +57,10 @@ fs::path StagingParent(const Layout& layout) { return layout.root() / ".install"
 // daemon/module_runtime), at the module's final place.
 config::ParseOptions SafeVariables(const Layout& l, const std::string& name) {
   config::ParseOptions o;
-  o.variables = {{"SAFE", l.SafeDir().string()},           {"SAFEBIN", l.SafeBinDir().string()},
-                 {"SAFEVAR", l.VarDir().string()},         {"SAFEMODULE", name},
+  o.variables = {{"SAFE", l.SafeDir().string()},
+                 {"SAFEBIN", l.SafeBinDir().string()},
+                 {"SAFEVAR", l.VarDir().string()},
+                 {"SAFEMODULE", name},
                  {"SAFEUSERBIN", l.ModuleBin(name).string()},
                  {"SAFEUSERCONF", l.ModuleConf(name).string()},
                  {"SAFEUSERVAR", l.ModuleVar(name).string()}};
@@ -87,9 +88,9 @@ Result<PackageReport> CheckModule(const std::string& display, const fs::path& st
   if (!fs::is_regular_file(staged.UserConfig(name), ec)) {
     return Status::InvalidArgument(display + ": no conf/userconfig.xml: not a module package");
   }
-  auto cfg = config::ParseUserConfigString(ReadText(staged.UserConfig(name)),
-                                           display + ":conf/userconfig.xml",
-                                           SafeVariables(target, name));
+  auto cfg =
+      config::ParseUserConfigString(ReadText(staged.UserConfig(name)),
+                                    display + ":conf/userconfig.xml", SafeVariables(target, name));
   if (!cfg.ok()) return cfg.status();
   for (const auto& w : cfg->warnings) report.warnings.push_back(w.ToString());
   report.readiness = config::CheckModuleReadiness(*cfg);
@@ -100,7 +101,9 @@ Result<PackageReport> CheckModule(const std::string& display, const fs::path& st
   if (lib.ok()) {
     report.library = "lib/" + lib->filename().string();
     auto abi = loader::ReadAbiVersion(*lib);
-    if (!abi.ok()) return Status::InvalidArgument(display + ": " + report.library + ": " + abi.status().message());
+    if (!abi.ok())
+      return Status::InvalidArgument(display + ": " + report.library + ": " +
+                                     abi.status().message());
     if (*abi != sdk::kAbiVersion) {
       return Status::AbiMismatch(display + ": " + report.library + " was built for SDK ABI " +
                                  std::to_string(*abi) + "; this hakit speaks ABI " +
@@ -108,8 +111,8 @@ Result<PackageReport> CheckModule(const std::string& display, const fs::path& st
     }
     if (report.manifest && report.manifest->abi != sdk::kAbiVersion) {
       return Status::AbiMismatch(display + ": the manifest says SDK ABI " +
-                                 std::to_string(report.manifest->abi) +
-                                 "; this hakit speaks ABI " + std::to_string(sdk::kAbiVersion));
+                                 std::to_string(report.manifest->abi) + "; this hakit speaks ABI " +
+                                 std::to_string(sdk::kAbiVersion));
     }
   } else if (lib.status().code() != Status::Code::kNotFound) {
     return Status::InvalidArgument(display + ": " + lib.status().message());
@@ -210,12 +213,14 @@ std::string PackageReport::Summary() const {
 
 Result<PackageReport> CheckPackage(const fs::path& file, const Layout& layout,
                                    const InstallOptions& options) {
+  // Beside the modules when this node's root is writable, else wherever
+  // temporary files go (a check needs no root).
   std::error_code ec;
-  fs::path parent = fs::is_directory(layout.root(), ec) ? StagingParent(layout)
-                                                        : fs::temp_directory_path(ec);
-  auto staging = TempDir::Make(parent, "check-");
-  if (!staging.ok()) return staging.status();
-  return Stage(file, staging->path(), layout, options);
+  auto staging = TempDir::Make(StagingParent(layout), "check-");
+  if (staging.ok()) return Stage(file, staging->path(), layout, options);
+  auto elsewhere = TempDir::Make(fs::temp_directory_path(ec), "hakit-check-");
+  if (!elsewhere.ok()) return elsewhere.status();
+  return Stage(file, elsewhere->path(), layout, options);
 }
 
 Result<PackageReport> CheckModuleDir(const fs::path& dir, const Layout& layout,
@@ -238,7 +243,8 @@ Result<PackageReport> InstallPackage(const fs::path& file, const Layout& layout,
                                      const InstallOptions& options) {
   std::error_code ec;
   fs::create_directories(layout.ModulesDir(), ec);
-  if (ec) return Status::IoError("cannot create " + layout.ModulesDir().string() + ": " + ec.message());
+  if (ec)
+    return Status::IoError("cannot create " + layout.ModulesDir().string() + ": " + ec.message());
   auto staging = TempDir::Make(StagingParent(layout), "install-");
   if (!staging.ok()) return staging.status();
   auto report = Stage(file, staging->path(), layout, options);

@@ -39,7 +39,8 @@ Result<Manifest> ParseManifest(const std::string& text, const std::string& displ
     std::string key = line.substr(0, sp);
     std::string value = sp == std::string::npos ? "" : line.substr(sp + 1);
     if (!have_format) {
-      if (key != "hakit-package") return fail("not a hakit package manifest (expected 'hakit-package 1')");
+      if (key != "hakit-package")
+        return fail("not a hakit package manifest (expected 'hakit-package 1')");
       if (value != std::to_string(kManifestFormat)) {
         return fail("manifest format " + value + " is not supported (this hakit reads format " +
                     std::to_string(kManifestFormat) + ")");
@@ -84,7 +85,8 @@ Result<Manifest> ParseManifest(const std::string& text, const std::string& displ
 Result<Manifest> ReadManifest(const std::filesystem::path& module_dir) {
   std::filesystem::path path = module_dir / kManifestName;
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return Status::NotFound("no manifest in " + module_dir.string());
+  if (!std::filesystem::exists(path, ec))
+    return Status::NotFound("no manifest in " + module_dir.string());
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();

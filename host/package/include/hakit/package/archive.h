@@ -25,9 +25,9 @@ struct ExtractLimits {
 
 // What ExtractPackage unpacked, paths relative to the destination.
 struct ExtractedFiles {
-  std::vector<std::string> files;    // regular files (hard links included)
+  std::vector<std::string> files;  // regular files (hard links included)
   std::vector<std::string> symlinks;
-  std::uint64_t bytes = 0;           // expanded size of the regular files
+  std::uint64_t bytes = 0;  // expanded size of the regular files
 };
 
 // Unpacks the zip `archive` into `dest`, which must not exist yet (it is

@@ -45,8 +45,8 @@ struct DeployOutcome {
 struct DeployServerOptions {
   std::vector<std::string> addresses;  // local addresses to listen on
   std::uint16_t port = 0;
-  std::vector<std::uint8_t> key;       // the cluster key
-  std::filesystem::path spool_dir;     // received packages are written here, then removed
+  std::vector<std::uint8_t> key;    // the cluster key
+  std::filesystem::path spool_dir;  // received packages are written here, then removed
   std::uint64_t max_package_bytes = std::uint64_t{512} << 20;
   // How long the peer may be silent in the middle of an exchange.
   std::chrono::milliseconds io_timeout{30000};
@@ -98,6 +98,7 @@ struct DeployRequest {
 sdk::Result<DeployOutcome> SendPackage(const DeployRequest& request);
 
 // This node's (or the peer's) address on every lan of cluster.xml.
-std::vector<std::string> NodeAddresses(const config::ClusterConfig& cluster, const std::string& node);
+std::vector<std::string> NodeAddresses(const config::ClusterConfig& cluster,
+                                       const std::string& node);
 
 }  // namespace hakit::package

@@ -29,9 +29,9 @@ using ModuleStateFn = std::function<sdk::Result<std::string>(const std::string& 
 
 // What a checked (or installed) package holds.
 struct PackageReport {
-  std::string module;                 // the name it installs (or installed) as
-  std::optional<Manifest> manifest;   // none: a SafeKit package
-  std::string library;                // "lib/x.so", empty: the generic module runs bin/
+  std::string module;                // the name it installs (or installed) as
+  std::optional<Manifest> manifest;  // none: a SafeKit package
+  std::string library;               // "lib/x.so", empty: the generic module runs bin/
   std::size_t files = 0;
   std::uint64_t bytes = 0;
   // Placeholders and Windows paths left in userconfig.xml: the package

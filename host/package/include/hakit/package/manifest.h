@@ -27,9 +27,9 @@ inline constexpr const char kManifestName[] = "manifest";
 inline constexpr int kManifestFormat = 1;
 
 struct Manifest {
-  std::string module;           // the module's name when packaged
-  std::string version;          // free text without spaces, e.g. "2.1"
-  std::uint32_t abi = 0;        // sdk::kAbiVersion of the hakit that packaged it
+  std::string module;     // the module's name when packaged
+  std::string version;    // free text without spaces, e.g. "2.1"
+  std::uint32_t abi = 0;  // sdk::kAbiVersion of the hakit that packaged it
   // Lower-case hex SHA-256 by path relative to the module folder, for every
   // regular file but the manifest itself.
   std::map<std::string, std::string> sha256;
