@@ -4,6 +4,7 @@
 // "$SAFE/safekit". The CLI runs as operators run it, inside the node's
 // network namespace.
 #include "../cluster/rig_test.h"
+#include "hakit/sdk/module.h"
 #include "package_util.h"
 
 namespace hakit::rig {
@@ -45,9 +46,20 @@ TEST_F(DeployTest, PackageInstallDeployAndTheModuleRunsOnBothNodes) {
 
   auto packed = Cli("node1", {"module", "package", src.string(), "-o", safe, "--version", "1.0"});
   ASSERT_EQ(packed.status.code, 0) << packed.output;
+  auto checked = Cli("node1", {"module", "check", safe});
+  ASSERT_EQ(checked.status.code, 0) << checked.output;
+  EXPECT_NE(checked.output.find(safe + ": module web 1.0 (ABI " +
+                                std::to_string(sdk::kAbiVersion) + ", scripts), 6 file(s)"),
+            std::string::npos)
+      << checked.output;
   auto installed = Cli("node1", {"module", "install", safe});
   ASSERT_EQ(installed.status.code, 0) << installed.output;
   EXPECT_NE(installed.output.find("installed web 1.0"), std::string::npos) << installed.output;
+  // hakitd takes only module names that could be folders of ROOT/modules.
+  auto nameless = control::SendRequest(rig_->LayoutOf("node1").ControlSocket(),
+                                       {"reload", "", nlohmann::json::object()}, 10s);
+  ASSERT_TRUE(nameless.ok()) << nameless.status().message();
+  EXPECT_EQ(nameless->error, "a module name cannot be empty");
   EXPECT_NE(installed.output.find("hakitd on node1 loaded module web"), std::string::npos)
       << installed.output;
   ASSERT_TRUE(rig_->ModuleState("node1").ok()) << "node1's hakitd did not load the new module";
