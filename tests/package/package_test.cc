@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <functional>
+#include <iostream>
 
 #include "hakit/package/archive.h"
 #include "hakit/package/deploy.h"
@@ -126,11 +128,15 @@ TEST_F(PackageTest, EveryBadPackageIsRefusedWithItsOwnMessageAndTheInstalledModu
        "truncated archive: no zip central directory"},
       {"corrupt", [good_zip](const fs::path& z, InstallOptions&) {
          std::string b = ReadText(good_zip);
-         // The manifest comes first; its compressed bytes start after the
-         // 30-byte local header and the name.
-         for (std::size_t i = 40; i < 60; ++i) b[i] = static_cast<char>(b[i] ^ 0x5a);
+         // The manifest comes first: its compressed bytes follow the 30-byte
+         // local header, the name and the extra field.
+         auto u16 = [&](std::size_t o) {
+           return static_cast<unsigned char>(b[o]) | static_cast<unsigned char>(b[o + 1]) << 8;
+         };
+         std::size_t data = 30 + u16(26) + u16(28);
+         for (std::size_t i = data + 4; i < data + 24; ++i) b[i] = static_cast<char>(b[i] ^ 0x5a);
          std::ofstream(z, std::ios::binary) << b; },
-       "damaged"},
+       "damaged or truncated archive at 'manifest'"},
       {"not_a_zip", [](const fs::path& z, InstallOptions&) {
          std::ofstream(z) << "#!/bin/sh\necho I am no package\n"; },
        "not a readable zip archive"},
@@ -189,6 +195,7 @@ TEST_F(PackageTest, EveryBadPackageIsRefusedWithItsOwnMessageAndTheInstalledModu
     EXPECT_EQ(r.status().message().rfind(zip.string(), 0), 0u)
         << "the message names the package: " << r.status().message();
     messages.insert(r.status().message());
+    if (std::getenv("HAKIT_SHOW_REFUSALS")) std::cout << r.status().message() << "\n";
     EXPECT_EQ(Snapshot(Root().root() / "modules"), before) << c.name << " changed the module";
     EXPECT_TRUE(fs::is_empty(Root().root() / ".install")) << c.name << " left files behind";
     // `module check` says the same.
@@ -276,6 +283,21 @@ TEST_F(PackageTest, ASafeKitPackageInstallsAsItIs) {
             fs::perms::owner_exec);
   EXPECT_EQ(fs::status(dir / "web" / "index.html").permissions() & fs::perms::owner_exec,
             fs::perms::none);
+}
+
+TEST_F(PackageTest, AModuleLibraryForThisAbiInstalls) {
+  fs::path zip = work_ / "lib.safe";
+  {
+    ZipWriter w(zip);
+    w.File("conf/userconfig.xml", ReadyConfig());
+    w.File("lib/app.so", ReadText(TEST_MODULE_GOOD), 0755);
+  }
+  InstallOptions o = options_;
+  o.name = "app";
+  auto r = InstallPackage(zip, Root(), o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->library, "lib/app.so");
+  EXPECT_EQ(ReadText(Root().ModuleLib("app") / "app.so"), ReadText(TEST_MODULE_GOOD));
 }
 
 TEST_F(PackageTest, AModuleFolderIsCheckedAndLinksInsideAreKept) {
