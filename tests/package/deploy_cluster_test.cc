@@ -129,6 +129,18 @@ TEST_F(DeployTest, PackageInstallDeployAndTheModuleRunsOnBothNodes) {
   EXPECT_NE(gone.output.find("hakitd on node2 has no module web"), std::string::npos) << gone.output;
   EXPECT_FALSE(rig_->ModuleState("node2").ok());
   EXPECT_FALSE(fs::exists(dir2));
+
+  // node2's history tells who installed what.
+  ASSERT_TRUE(rig_->StopDaemon("node2").ok());
+  bool recorded = false;
+  for (const auto& e : History("node2")) {
+    if (e.kind == "operator_command" && e.module == "web" &&
+        e.reason.find("installed web 1.0 (ABI") != std::string::npos &&
+        e.reason.find("deployed by node1") != std::string::npos) {
+      recorded = true;
+    }
+  }
+  EXPECT_TRUE(recorded);
 }
 
 // A package as SafeKit 8.2 ships one: no manifest, conf/userconfig.xml with

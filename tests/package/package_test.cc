@@ -71,8 +71,12 @@ TEST_F(PackageTest, PackageThenInstallGivesTheSameFilesAndTheManifest) {
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m->version, "2.3");
   EXPECT_EQ(m->sha256.size(), 3u);
-  // Nothing left behind in the staging area.
+  // Nothing left behind in the staging area; what a crash left there long
+  // ago goes with the next install.
   EXPECT_TRUE(fs::is_empty(Root().root() / ".install"));
+  fs::create_directories(Root().root() / ".install" / "install-crashed" / "modules");
+  fs::last_write_time(Root().root() / ".install" / "install-crashed",
+                      fs::file_time_type::clock::now() - std::chrono::hours(2));
 
   // A new version replaces the old one whole.
   ASSERT_TRUE(InstallPackage(GoodPackage("v2", "2.4"), Root(), options_).ok());

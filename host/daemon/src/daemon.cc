@@ -754,6 +754,8 @@ class Daemon : public cluster::HeartbeatListener {
     if (r.command == "reload") {
       Status s = ReloadModule(r.module);
       std::string done = modules_.count(r.module) ? " loaded module " : " has no module ";
+      Record(r.module, "operator_command", "", "", "module folder changed (install, uninstall, "
+             "reload)" + (s.ok() ? "" : ": " + s.message()), {{"command", "reload"}});
       reply(s.ok() ? Response::Ok("hakitd on " + node_ + done + r.module)
                    : Response::Fail(s.message()));
       return;
@@ -905,7 +907,13 @@ class Daemon : public cluster::HeartbeatListener {
       };
       auto r = package::InstallPackage(file, layout_, io);
       if (!r.ok()) return r.status();
-      Status loaded = OnIoThread<Status>([this, module] { return ReloadModule(module); });
+      std::string what = "installed " + r->Summary() + ", deployed by " + peer_;
+      Status loaded = OnIoThread<Status>([this, module, what] {
+        Status s = ReloadModule(module);
+        Record(module, "operator_command", "", "", what + (s.ok() ? "" : "; " + s.message()),
+               {{"command", "deploy"}});
+        return s;
+      });
       auto hash = HashModuleConfig(layout_, module);
       return package::DeployOutcome{
           "installed " + r->Summary() + " on " + node_ +

@@ -239,8 +239,24 @@ Result<PackageReport> CheckModuleDir(const fs::path& dir, const Layout& layout,
   return CheckModule(dir.string(), staging->path(), name, layout, none);
 }
 
+namespace {
+
+// What an install or uninstall interrupted by a crash left in ROOT/.install
+// (anything an hour old: no exchange takes that long).
+void RemoveStaleStaging(const Layout& layout) {
+  std::error_code ec;
+  const auto limit = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const auto& e : fs::directory_iterator(StagingParent(layout), ec)) {
+    std::error_code stat_ec;
+    if (e.last_write_time(stat_ec) < limit && !stat_ec) fs::remove_all(e.path(), stat_ec);
+  }
+}
+
+}  // namespace
+
 Result<PackageReport> InstallPackage(const fs::path& file, const Layout& layout,
                                      const InstallOptions& options) {
+  RemoveStaleStaging(layout);
   std::error_code ec;
   fs::create_directories(layout.ModulesDir(), ec);
   if (ec)
