@@ -325,11 +325,9 @@ TEST_F(PackageTest, AModuleFolderIsCheckedAndLinksInsideAreKept) {
 // The deploy exchange on the loopback: authenticated both ways, capped.
 TEST_F(PackageTest, DeployExchangeInstallsOnlyWithTheClusterKey) {
   std::vector<std::uint8_t> key(32, 7), other(32, 8);
-  const std::uint16_t port = static_cast<std::uint16_t>(20000 + ::getpid() % 20000);
   Layout remote = Root("remote");
   DeployServerOptions so;
   so.addresses = {"127.0.0.1"};
-  so.port = port;
   so.key = key;
   so.spool_dir = remote.root() / ".install";
   so.max_package_bytes = 1 << 20;
@@ -340,8 +338,15 @@ TEST_F(PackageTest, DeployExchangeInstallsOnlyWithTheClusterKey) {
     if (!r.ok()) return r.status();
     return DeployOutcome{"installed " + r->Summary(), "cafe"};
   };
-  DeployServer server(so);
-  ASSERT_TRUE(server.Start().ok());
+  // A free port on the shared loopback: the first of a few that binds.
+  std::unique_ptr<DeployServer> server;
+  std::uint16_t port = 0;
+  for (int i = 0; i < 50 && !server; ++i) {
+    so.port = port = static_cast<std::uint16_t>(20000 + (::getpid() * 7 + i * 131) % 40000);
+    server = std::make_unique<DeployServer>(so);
+    if (!server->Start().ok()) server.reset();
+  }
+  ASSERT_TRUE(server) << "no free port";
 
   DeployRequest req;
   req.peer_addresses = {"127.0.0.2", "127.0.0.1"};  // the first does not listen
@@ -380,12 +385,11 @@ TEST_F(PackageTest, DeployExchangeInstallsOnlyWithTheClusterKey) {
       << too_big.status().message();
   EXPECT_EQ(Snapshot(remote.ModulesDir()), before);
 
-  req.peer_addresses = {"127.0.0.1"};
-  req.port = static_cast<std::uint16_t>(port + 1);
+  req.peer_addresses = {"127.0.0.3"};  // the listener is on 127.0.0.1 only
   auto nobody = SendPackage(req);
   ASSERT_FALSE(nobody.ok());
   EXPECT_NE(nobody.status().message().find("cannot reach the peer's deploy listener"), std::string::npos);
-  server.Stop();
+  server->Stop();
 }
 
 }  // namespace
