@@ -1008,7 +1008,8 @@ TEST_F(cli_module_list, ListsModuleFoldersSorted) {
   WriteFile(root_ / "modules" / "README", "not a module\n");
   RunResult r = AtRoot({"module", "list"});
   ASSERT_EQ(r.code, 0) << Show(r);
-  EXPECT_EQ(r.out, "app\ndb\nweb\n") << Show(r);
+  // NAME, then the version from the module's manifest ("-": none).
+  EXPECT_EQ(r.out, "app                 -\ndb                  -\nweb                 -\n") << Show(r);
   EXPECT_EQ(r.err, "") << Show(r);
 }
 

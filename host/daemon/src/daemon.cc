@@ -25,6 +25,8 @@
 #include "hakit/daemon/peer_probe.h"
 #include "hakit/history/writer.h"
 #include "hakit/loader/loader.h"
+#include "hakit/package/deploy.h"
+#include "hakit/package/installer.h"
 #include "hakit/scripts/module_host_context.h"
 #include "hakit/vip/vip_manager.h"
 
@@ -107,6 +109,7 @@ class Daemon : public cluster::HeartbeatListener {
     }
     io_.run();
     // Objects with threads stop before the io_context they post to goes away.
+    deploy_.reset();
     for (auto& [name, m] : modules_) m->controller.reset();
     for (auto& [name, m] : modules_) m->replication.reset();
     heartbeats_.reset();
@@ -147,6 +150,7 @@ class Daemon : public cluster::HeartbeatListener {
         io_, layout_.ControlSocket(),
         [this](const Request& r, control::ControlServer::Reply reply) { HandleControl(r, reply); });
     if (Status s = control_->Start(); !s.ok()) return s;
+    StartDeployListener();
     std::ofstream(layout_.PidFile()) << ::getpid() << "\n";
     return Status::Ok();
   }
@@ -192,7 +196,8 @@ class Daemon : public cluster::HeartbeatListener {
     }
   }
 
-  Status LoadModules() {
+  // Every installed module, or only `only`.
+  Status LoadModules(const std::string& only = "") {
     std::error_code ec;
     if (!std::filesystem::is_directory(layout_.ModulesDir(), ec)) return Status::Ok();
     std::vector<std::string> names;
@@ -201,6 +206,7 @@ class Daemon : public cluster::HeartbeatListener {
     }
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
+      if (!only.empty() && name != only) continue;
       auto runtime = LoadModuleRuntime(
           {layout_, name, node_, peer_, generic_module_, *vip_, log_});
       if (!runtime.ok()) {
@@ -209,10 +215,11 @@ class Daemon : public cluster::HeartbeatListener {
         std::string msg = "module " + name + " not loaded: " + runtime.status().message();
         log_->Error(msg);
         Record(name, "error", "", "", msg, nlohmann::json::object());
+        load_errors_[name] = msg;
         continue;
       }
       auto m = std::move(*runtime);
-      if (modules_.empty()) {
+      if (modules_.empty() && !heartbeats_) {  // heartbeats run with what they started with
         pulse_ = m->config.heart.pulse;
         timeout_ = m->config.heart.timeout;
       } else if (m->config.heart.pulse != pulse_ || m->config.heart.timeout != timeout_) {
@@ -223,6 +230,7 @@ class Daemon : public cluster::HeartbeatListener {
         std::string msg = "module " + name + " not loaded: " + s.message();
         log_->Error(msg);
         Record(name, "error", "", "", msg, nlohmann::json::object());
+        load_errors_[name] = msg;
         continue;
       }
       MakeController(*m);
@@ -773,6 +781,15 @@ class Daemon : public cluster::HeartbeatListener {
       reply(resp);
       return;
     }
+    if (r.command == "reload") {
+      Status s = ReloadModule(r.module);
+      std::string done = modules_.count(r.module) ? " loaded module " : " has no module ";
+      Record(r.module, "operator_command", "", "", "module folder changed (install, uninstall, "
+             "reload)" + (s.ok() ? "" : ": " + s.message()), {{"command", "reload"}});
+      reply(s.ok() ? Response::Ok("hakitd on " + node_ + done + r.module)
+                   : Response::Fail(s.message()));
+      return;
+    }
     if (auto a = kActions.find(r.command); a != kActions.end()) {
       auto it = modules_.find(r.module);
       if (it == modules_.end()) {
@@ -853,6 +870,90 @@ class Daemon : public cluster::HeartbeatListener {
             {"warnings", rejections_}};
   }
 
+  // --- packages: hakit module install / uninstall / deploy ---
+
+  std::string ModuleStateName(const std::string& module) {
+    auto it = modules_.find(module);
+    if (it == modules_.end() || !it->second->controller) return "STOP";
+    const cluster::Facts& f = it->second->controller->facts();
+    return std::string(cluster::StateName(f.state)) + (f.busy ? " (busy)" : "");
+  }
+
+  // A module folder changed: the old runtime (STOP only) goes, what is
+  // installed now is loaded.
+  Status ReloadModule(const std::string& module) {
+    if (std::string why = package::InvalidModuleName(module); !why.empty()) {
+      return Status::InvalidArgument(why);
+    }
+    if (std::string state = ModuleStateName(module); state != "STOP") {
+      return Status::Failed("module " + module + " is " + state + " on " + node_ +
+                            ": stop it before changing it");
+    }
+    if (auto it = modules_.find(module); it != modules_.end()) {
+      it->second->controller.reset();
+      it->second->replication.reset();
+      if (heartbeats_) heartbeats_->RemoveModule(module);
+      modules_.erase(it);
+    }
+    std::error_code ec;
+    if (!std::filesystem::exists(layout_.ModuleDir(module), ec)) return Status::Ok();
+    load_errors_.erase(module);
+    LoadModules(module);
+    if (!modules_.count(module)) return Status::Failed(load_errors_[module]);
+    Publish(module);
+    log_->Info("module " + module + " loaded as installed now (configuration " +
+               modules_[module]->config_hash_hex + ")");
+    return Status::Ok();
+  }
+
+  // Runs `f` on the io thread for another thread and waits for its result.
+  template <typename R, typename F>
+  R OnIoThread(F f) {
+    auto done = std::make_shared<std::promise<R>>();
+    auto result = done->get_future();
+    asio::post(io_, [done, f]() { done->set_value(f()); });
+    while (result.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+      if (io_.stopped()) return R(Status::Failed("hakitd is stopping"));
+    }
+    return result.get();
+  }
+
+  // `hakit module deploy` on the peer lands here (cluster port + 3): the
+  // package is received, checked and installed on the listener's thread.
+  void StartDeployListener() {
+    package::DeployServerOptions o;
+    o.addresses = package::NodeAddresses(cluster_, node_);
+    o.port = static_cast<std::uint16_t>(cluster_.port + package::kDeployPortOffset);
+    o.key = key_;
+    o.spool_dir = layout_.root() / ".install";
+    o.log = [log = log_](sdk::LogLevel l, const std::string& m) { log->Log(l, "deploy: " + m); };
+    o.install = [this](const std::filesystem::path& file,
+                       const std::string& module) -> Result<package::DeployOutcome> {
+      package::InstallOptions io;
+      io.name = module;
+      io.module_state = [this](const std::string& m) {
+        return OnIoThread<Result<std::string>>(
+            [this, m] { return Result<std::string>(ModuleStateName(m)); });
+      };
+      auto r = package::InstallPackage(file, layout_, io);
+      if (!r.ok()) return r.status();
+      std::string what = "installed " + r->Summary() + ", deployed by " + peer_;
+      Status loaded = OnIoThread<Status>([this, module, what] {
+        Status s = ReloadModule(module);
+        Record(module, "operator_command", "", "", what + (s.ok() ? "" : "; " + s.message()),
+               {{"command", "deploy"}});
+        return s;
+      });
+      auto hash = HashModuleConfig(layout_, module);
+      return package::DeployOutcome{
+          "installed " + r->Summary() + " on " + node_ +
+              (loaded.ok() ? "" : "; " + loaded.message()),
+          hash.ok() ? cluster::HexEncode(*hash).substr(0, 16) : ""};
+    };
+    deploy_ = std::make_unique<package::DeployServer>(std::move(o));
+    if (Status s = deploy_->Start(); !s.ok()) log_->Error(s.message());
+  }
+
   void Shutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
@@ -894,6 +995,8 @@ class Daemon : public cluster::HeartbeatListener {
   std::unique_ptr<cluster::HeartbeatService> heartbeats_;
   std::unique_ptr<PeerProbe> peer_probe_;
   std::unique_ptr<control::ControlServer> control_;
+  std::unique_ptr<package::DeployServer> deploy_;
+  std::map<std::string, std::string> load_errors_;  // why a module is not loaded
   std::vector<std::string> rejections_;
   bool shutting_down_ = false;
 };

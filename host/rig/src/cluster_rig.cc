@@ -198,10 +198,18 @@ Status ClusterRig::WriteNode(const std::string& node) {
   c << "  </lans>\n</cluster>\n";
   const auto rw = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
                   fs::perms::others_read;
-  const auto rwx = rw | fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec;
   if (Status s = WriteFile(l.ClusterXml(), c.str(), rw); !s.ok()) return s;
-  const std::string& m = options_.module;
-  if (Status s = WriteFile(l.UserConfig(m), DefaultUserConfig(), rw); !s.ok()) return s;
+  if (!options_.write_module) return Status::Ok();
+  return WriteModuleFolder(l.ModuleDir(options_.module));
+}
+
+Status ClusterRig::WriteModuleFolder(const fs::path& dir) const {
+  const auto rw = fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                  fs::perms::others_read;
+  const auto rwx = rw | fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec;
+  if (Status s = WriteFile(dir / "conf" / "userconfig.xml", DefaultUserConfig(), rw); !s.ok()) {
+    return s;
+  }
   std::map<std::string, std::string> scripts = {
       {"start_prim", StartPrim()},
       {"stop_prim", StopPrim()},
@@ -209,7 +217,7 @@ Status ClusterRig::WriteNode(const std::string& node) {
       {"stop_second", NoteOnly("Nothing runs on the secondary of the demo.")},
   };
   for (const auto& [name, text] : scripts) {
-    if (Status s = WriteFile(l.ModuleBin(m) / name, text, rwx); !s.ok()) return s;
+    if (Status s = WriteFile(dir / "bin" / name, text, rwx); !s.ok()) return s;
   }
   return Status::Ok();
 }

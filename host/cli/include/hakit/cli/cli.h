@@ -37,7 +37,7 @@ struct Command {
 
 // The commands, grouped by concern (one file each).
 std::vector<Command> ControlCommands();   // start, stop, state, ...
-std::vector<Command> ModuleCommands();    // module check, module list
+std::vector<Command> ModuleCommands();    // module check, list, package, install, deploy, ...
 std::vector<Command> HistoryCommands();   // history
 std::vector<Command> LogCommands();       // log, printi, printw, printe
 std::vector<Command> ClusterCommands();   // cluster genkey

@@ -51,6 +51,9 @@ struct RigOptions {
   // daemon's private mount namespace). Default off.
   bool replicated = false;
   std::string replication_async = "second";  // "second" or "none"
+  // false: the nodes start without any module; the test installs `module`
+  // itself (packages, deployment), e.g. from WriteModuleFolder(). Default true.
+  bool write_module = true;
 };
 
 class ClusterRig {
@@ -85,6 +88,9 @@ class ClusterRig {
   // node's copy (WriteUserConfig) before starting its daemon.
   std::string DefaultUserConfig() const;
   Status WriteUserConfig(const std::string& node, const std::string& text);
+  // Writes the demo module (conf/userconfig.xml, bin/ scripts) into `dir`,
+  // as the rig installs it on each node.
+  Status WriteModuleFolder(const std::filesystem::path& dir) const;
   // Replaces one of the node's demo scripts (bin/NAME), executable.
   Status WriteScript(const std::string& node, const std::string& name, const std::string& text);
   // Replaces a node's cluster key by a fresh one (the "wrong key" case).
