@@ -202,6 +202,17 @@ Status ClusterRig::WriteNode(const std::string& node) {
   if (Status s = WriteFile(l.ClusterXml(), c.str(), rw); !s.ok()) return s;
   const std::string& m = options_.module;
   if (Status s = WriteFile(l.UserConfig(m), DefaultUserConfig(), rw); !s.ok()) return s;
+  if (!options_.library_module.empty()) {
+    std::error_code ec;
+    fs::create_directories(l.ModuleLib(m), ec);
+    fs::copy_file(options_.library_module, l.ModuleLib(m) / (m + ".so"),
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return Status::IoError("cannot install " + options_.library_module.string() + " on " +
+                             node + ": " + ec.message());
+    }
+    return Status::Ok();
+  }
   std::map<std::string, std::string> scripts = {
       {"start_prim", StartPrim()},
       {"stop_prim", StopPrim()},

@@ -69,7 +69,8 @@ std::vector<std::string> QemuHypervisor::Argv(const std::string& accel) const {
       "-smp", std::to_string(settings_.cpus),
       "-nodefaults", "-no-user-config", "-display", "none",
       "-drive", "file=" + DiskPath() + ",format=raw,if=virtio,cache=writeback",
-      "-serial", "file:" + ConsoleLog(),
+      "-chardev", "file,id=hakit_console,path=" + ConsoleLog() + ",append=on",
+      "-serial", "chardev:hakit_console",
       "-chardev", "socket,id=hakit_hb,path=" + HeartbeatSocket() + ",server=on,wait=off",
       "-serial", "chardev:hakit_hb",
       "-qmp", "unix:" + QmpSocket() + ",server=on,wait=off",
@@ -139,10 +140,12 @@ Status QemuHypervisor::Start(sdk::HostContext& host, std::chrono::milliseconds t
   if (Pid()) return Status::Ok();
   std::error_code ec;
   for (const auto& stale : {QmpSocket(), HeartbeatSocket(), PidFile()}) fs::remove(stale, ec);
+  fs::create_directories(runtime_dir_, ec);
   const std::string accel = Accelerator();
   sdk::Command c;
   c.argv = Argv(accel);
   c.timeout = timeout;
+  c.working_dir = runtime_dir_;
   host.Log(sdk::LogLevel::kInfo, "starting " + Describe() + " with " + accel +
                                      (accel == "tcg" ? " (software emulation)" : ""));
   sdk::CommandResult r = host.RunCommand(c);
