@@ -15,6 +15,7 @@
 #include "hakit/hyperv/vm_module.h"
 #include "hakit/hyperv/vm_settings.h"
 #include "hakit/loader/loader.h"
+#include "hakit/module_util/commands.h"
 #include "hakit/scripts/module_host_context.h"
 
 namespace hakit::hyperv {
@@ -97,8 +98,9 @@ TEST(HyperVCommands, ExactPowerShellCommandLines) {
             pre + "$h = Get-VMIntegrationService -VMName 'sql vm' -Name 'Heartbeat'; if "
                   "($h.Enabled -and $h.PrimaryStatusDescription -eq 'OK') { exit 0 } else { "
                   "Write-Output ('heartbeat: ' + $h.PrimaryStatusDescription); exit 1 }");
-  EXPECT_EQ(PsQuote("a'b"), "'a''b'");
   EXPECT_EQ(hv.Describe(), "Hyper-V VM sql vm");
+  HyperVHypervisor quoted(Parse({{"VM_NAME", "vm1"}, {"VM_DIR", "D:\\o'brien"}}, true));
+  EXPECT_THAT(script(quoted.RegisterArgv()), HasSubstr("-Path 'D:\\o''brien\\Virtual Machines'"));
 }
 
 class HostTest : public ::testing::Test {

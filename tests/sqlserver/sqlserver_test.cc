@@ -490,7 +490,6 @@ TEST(WindowsScm, CommandLines) {
   EXPECT_EQ(kill[0].back(),
             pre + "$s = Get-CimInstance Win32_Service -Filter \"Name='MSSQL$SALES'\"; if ($s -and "
                   "$s.ProcessId -ne 0) { Stop-Process -Id $s.ProcessId -Force }");
-  EXPECT_EQ(PowerShellQuote("it's"), "'it''s'");
   EXPECT_EQ(scm.Describe(), "Windows service MSSQL$SALES");
 }
 

@@ -1,10 +1,14 @@
 #include "hakit/hyperv/hyperv_hypervisor.h"
 
+#include "hakit/module_util/commands.h"
+
 namespace hakit::hyperv {
 
 using sdk::Result;
 using sdk::Status;
 using namespace std::chrono_literals;
+using module_util::CommandOutcome;
+using module_util::PowerShellQuote;
 
 namespace {
 
@@ -12,61 +16,40 @@ namespace {
 // apart from 1, which a failing cmdlet gives.
 constexpr int kNo = 3;
 
-std::string HowItEnded(const sdk::CommandResult& r) {
-  using O = sdk::CommandResult::Outcome;
-  switch (r.outcome) {
-    case O::kExited: return "exited with code " + std::to_string(r.exit_code);
-    case O::kSignaled: return "was killed by signal " + std::to_string(r.signal);
-    case O::kTimedOut: return "timed out after " + std::to_string(r.duration.count()) + " ms";
-    case O::kFailedToStart: return "could not start: " + r.error;
-  }
-  return "failed";
-}
-
 }  // namespace
-
-std::string PsQuote(const std::string& text) {
-  std::string q = "'";
-  for (char c : text) {
-    if (c == '\'') q += '\'';
-    q += c;
-  }
-  return q + "'";
-}
 
 HyperVHypervisor::HyperVHypervisor(VmSettings settings, std::string powershell)
     : settings_(std::move(settings)), powershell_(std::move(powershell)) {}
 
 std::vector<std::string> HyperVHypervisor::PowerShell(const std::string& script) const {
-  return {powershell_, "-NoProfile", "-NonInteractive", "-Command",
-          "$ErrorActionPreference = 'Stop'; " + script};
+  return module_util::PowerShellArgv(powershell_, script);
 }
 
 std::vector<std::string> HyperVHypervisor::IsRegisteredArgv() const {
-  return PowerShell("if (Get-VM -Name " + PsQuote(settings_.name) +
+  return PowerShell("if (Get-VM -Name " + PowerShellQuote(settings_.name) +
                     " -ErrorAction SilentlyContinue) { exit 0 } else { exit " +
                     std::to_string(kNo) + " }");
 }
 
 std::vector<std::string> HyperVHypervisor::RegisterArgv() const {
-  const std::string vms = PsQuote(settings_.dir + "\\Virtual Machines");
+  const std::string vms = PowerShellQuote(settings_.dir + "\\Virtual Machines");
   return PowerShell("$f = Get-ChildItem -Path " + vms +
                     " -Filter *.vmcx | Select-Object -First 1; if (-not $f) { throw ('no .vmcx "
                     "file in ' + " + vms + ") }; Import-VM -Path $f.FullName -Register | Out-Null");
 }
 
 std::vector<std::string> HyperVHypervisor::IsRunningArgv() const {
-  return PowerShell("$s = (Get-VM -Name " + PsQuote(settings_.name) +
+  return PowerShell("$s = (Get-VM -Name " + PowerShellQuote(settings_.name) +
                     ").State; if ($s -eq 'Running' -or $s -eq 'Paused') { exit 0 } else { exit " +
                     std::to_string(kNo) + " }");
 }
 
 std::vector<std::string> HyperVHypervisor::StartArgv() const {
-  return PowerShell("Start-VM -Name " + PsQuote(settings_.name));
+  return PowerShell("Start-VM -Name " + PowerShellQuote(settings_.name));
 }
 
 std::vector<std::string> HyperVHypervisor::StopArgv(StopMode mode) const {
-  const std::string vm = "Stop-VM -Name " + PsQuote(settings_.name);
+  const std::string vm = "Stop-VM -Name " + PowerShellQuote(settings_.name);
   switch (mode) {
     case StopMode::kShutdown: return PowerShell(vm + " -Force");
     case StopMode::kSave: return PowerShell(vm + " -Save");
@@ -76,11 +59,11 @@ std::vector<std::string> HyperVHypervisor::StopArgv(StopMode mode) const {
 }
 
 std::vector<std::string> HyperVHypervisor::TurnOffArgv() const {
-  return PowerShell("Stop-VM -Name " + PsQuote(settings_.name) + " -TurnOff -Force");
+  return PowerShell("Stop-VM -Name " + PowerShellQuote(settings_.name) + " -TurnOff -Force");
 }
 
 std::vector<std::string> HyperVHypervisor::HeartbeatArgv() const {
-  return PowerShell("$h = Get-VMIntegrationService -VMName " + PsQuote(settings_.name) +
+  return PowerShell("$h = Get-VMIntegrationService -VMName " + PowerShellQuote(settings_.name) +
                     " -Name 'Heartbeat'; if ($h.Enabled -and $h.PrimaryStatusDescription -eq "
                     "'OK') { exit 0 } else { Write-Output ('heartbeat: ' + "
                     "$h.PrimaryStatusDescription); exit 1 }");
@@ -100,9 +83,9 @@ Status HyperVHypervisor::Check(sdk::HostContext& host, const std::vector<std::st
   sdk::CommandResult r = Run(host, argv, timeout);
   if (r.ok()) return Status::Ok();
   if (r.outcome == sdk::CommandResult::Outcome::kTimedOut) {
-    return Status::Timeout(Describe() + ": " + what + " " + HowItEnded(r));
+    return Status::Timeout(Describe() + ": " + what + " " + CommandOutcome(r));
   }
-  return Status::Failed(Describe() + ": " + what + " " + HowItEnded(r) +
+  return Status::Failed(Describe() + ": " + what + " " + CommandOutcome(r) +
                         " (PowerShell's messages are in the user log)");
 }
 
@@ -110,7 +93,7 @@ Result<bool> HyperVHypervisor::IsRegistered(sdk::HostContext& host) {
   sdk::CommandResult r = Run(host, IsRegisteredArgv(), 60s);
   if (r.ok()) return true;
   if (r.outcome == sdk::CommandResult::Outcome::kExited && r.exit_code == kNo) return false;
-  return Status::Failed(Describe() + ": Get-VM " + HowItEnded(r));
+  return Status::Failed(Describe() + ": Get-VM " + CommandOutcome(r));
 }
 
 Status HyperVHypervisor::Register(sdk::HostContext& host) {
@@ -121,7 +104,7 @@ Result<bool> HyperVHypervisor::IsRunning(sdk::HostContext& host) {
   sdk::CommandResult r = Run(host, IsRunningArgv(), 60s);
   if (r.ok()) return true;
   if (r.outcome == sdk::CommandResult::Outcome::kExited && r.exit_code == kNo) return false;
-  return Status::Failed(Describe() + ": Get-VM " + HowItEnded(r));
+  return Status::Failed(Describe() + ": Get-VM " + CommandOutcome(r));
 }
 
 Status HyperVHypervisor::Start(sdk::HostContext& host, std::chrono::milliseconds timeout) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "hakit/hyperv/qmp_client.h"
+#include "hakit/module_util/commands.h"
 
 namespace hakit::hyperv {
 
@@ -150,11 +151,8 @@ Status QemuHypervisor::Start(sdk::HostContext& host, std::chrono::milliseconds t
                                      (accel == "tcg" ? " (software emulation)" : ""));
   sdk::CommandResult r = host.RunCommand(c);
   if (!r.ok()) {
-    return Status::Failed(Describe() + ": " + settings_.qemu_binary +
-                          (r.outcome == sdk::CommandResult::Outcome::kExited
-                               ? " exited with code " + std::to_string(r.exit_code)
-                               : " failed: " + r.error) +
-                          " (its messages are in the user log)");
+    return Status::Failed(Describe() + ": " + settings_.qemu_binary + " " +
+                          module_util::CommandOutcome(r) + " (its messages are in the user log)");
   }
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   auto qmp = QmpClient::Connect(QmpSocket(), std::max(left, 1000ms));

@@ -2,39 +2,15 @@
 
 #include <utility>
 
+#include "hakit/module_util/commands.h"
+
 namespace hakit::sqlserver {
 
 using sdk::Status;
 
-namespace {
-
-std::string Join(const std::vector<std::string>& argv) {
-  std::string s;
-  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
-  return s;
-}
-
-std::string Outcome(const sdk::CommandResult& r) {
-  using O = sdk::CommandResult::Outcome;
-  switch (r.outcome) {
-    case O::kExited: return "exited with code " + std::to_string(r.exit_code);
-    case O::kSignaled: return "was killed by signal " + std::to_string(r.signal);
-    case O::kTimedOut: return "timed out after " + std::to_string(r.duration.count()) + " ms";
-    case O::kFailedToStart: return "could not start: " + r.error;
-  }
-  return "failed";
-}
-
-}  // namespace
-
-std::string PowerShellQuote(const std::string& text) {
-  std::string q = "'";
-  for (char c : text) {
-    if (c == '\'') q += '\'';
-    q += c;
-  }
-  return q + "'";
-}
+using module_util::CommandOutcome;
+using module_util::JoinArgv;
+using module_util::PowerShellQuote;
 
 Status RunAll(sdk::HostContext& host, const std::vector<std::vector<std::string>>& argvs,
               std::chrono::milliseconds timeout) {
@@ -42,9 +18,9 @@ Status RunAll(sdk::HostContext& host, const std::vector<std::vector<std::string>
     sdk::Command c;
     c.argv = argv;
     c.timeout = timeout;
-    host.Log(sdk::LogLevel::kInfo, "running " + Join(argv));
+    host.Log(sdk::LogLevel::kInfo, "running " + JoinArgv(argv));
     sdk::CommandResult r = host.RunCommand(c);
-    if (!r.ok()) return Status::Failed(Join(argv) + " " + Outcome(r));
+    if (!r.ok()) return Status::Failed(JoinArgv(argv) + " " + CommandOutcome(r));
   }
   return Status::Ok();
 }
@@ -75,8 +51,7 @@ WindowsScmServiceManager::WindowsScmServiceManager(std::string service, std::str
     : service_(std::move(service)), powershell_(std::move(powershell)) {}
 
 std::vector<std::string> WindowsScmServiceManager::PowerShell(const std::string& script) const {
-  return {powershell_, "-NoProfile", "-NonInteractive", "-Command",
-          "$ErrorActionPreference = 'Stop'; " + script};
+  return module_util::PowerShellArgv(powershell_, script);
 }
 
 std::vector<std::string> WindowsScmServiceManager::StartArgv() const {

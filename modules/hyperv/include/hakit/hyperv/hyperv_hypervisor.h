@@ -57,7 +57,4 @@ class HyperVHypervisor : public Hypervisor {
   std::string powershell_;
 };
 
-// A single-quoted PowerShell string literal ('it''s').
-std::string PsQuote(const std::string& text);
-
 }  // namespace hakit::hyperv

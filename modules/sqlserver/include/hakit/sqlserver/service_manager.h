@@ -83,9 +83,6 @@ class WindowsScmServiceManager : public ServiceManager {
   std::string powershell_;
 };
 
-// A single-quoted PowerShell string literal ('it''s').
-std::string PowerShellQuote(const std::string& text);
-
 // Runs each command in turn through `host`, stopping at the first failure,
 // which it returns naming the command line and how it ended.
 sdk::Status RunAll(sdk::HostContext& host, const std::vector<std::vector<std::string>>& argvs,
