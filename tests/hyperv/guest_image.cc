@@ -97,7 +97,8 @@ Status CheckGuestPrerequisites() {
   if (!fs::exists("/usr/bin/qemu-system-x86_64")) {
     return Status::NotFound("qemu-system-x86_64 missing (apt-get install qemu-system-x86)");
   }
-  if (!fs::exists(kBusybox)) return Status::NotFound("busybox missing (apt-get install busybox-static)");
+  if (!fs::exists(kBusybox))
+    return Status::NotFound("busybox missing (apt-get install busybox-static)");
   auto k = KernelRelease();
   return k.status();
 }
@@ -115,7 +116,8 @@ Result<GuestImage> BuildGuestImage(const fs::path& dir) {
   archive_write_set_format_cpio_newc(a);
   archive_write_add_filter_gzip(a);
   if (archive_write_open_filename(a, g.initrd.c_str()) != ARCHIVE_OK) {
-    Status s = Status::IoError("cannot write " + g.initrd.string() + ": " + archive_error_string(a));
+    Status s =
+        Status::IoError("cannot write " + g.initrd.string() + ": " + archive_error_string(a));
     archive_write_free(a);
     return s;
   }

@@ -64,14 +64,16 @@ TEST(VmSettingsTest, DefaultsAndRequiredValues) {
     ASSERT_FALSE(r.ok()) << c.message;
     EXPECT_THAT(r.status().message(), HasSubstr(c.message));
   }
-  auto save = ParseVmSettings({{"VM_NAME", "vm1"}, {"VM_DIR", "D:\\vm"}, {"NORMAL_STOP", "save"}}, true);
+  auto save =
+      ParseVmSettings({{"VM_NAME", "vm1"}, {"VM_DIR", "D:\\vm"}, {"NORMAL_STOP", "save"}}, true);
   ASSERT_TRUE(save.ok());
   EXPECT_EQ(save->normal_stop, StopMode::kSave);
 }
 
 TEST(HyperVCommands, ExactPowerShellCommandLines) {
-  HyperVHypervisor hv(Parse({{"VM_NAME", "sql vm"}, {"VM_DIR", "D:\\Replicated\\sql vm"},
-                             {"HYPERVISOR", "hyperv"}}, true));
+  HyperVHypervisor hv(
+      Parse({{"VM_NAME", "sql vm"}, {"VM_DIR", "D:\\Replicated\\sql vm"}, {"HYPERVISOR", "hyperv"}},
+            true));
   const std::vector<std::string> head = {"powershell.exe", "-NoProfile", "-NonInteractive",
                                          "-Command"};
   const std::string pre = "$ErrorActionPreference = 'Stop'; ";
@@ -79,25 +81,29 @@ TEST(HyperVCommands, ExactPowerShellCommandLines) {
     EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.end() - 1), head);
     return argv.back();
   };
-  EXPECT_EQ(script(hv.IsRegisteredArgv()),
-            pre + "if (Get-VM -Name 'sql vm' -ErrorAction SilentlyContinue) { exit 0 } else { exit 3 }");
+  EXPECT_EQ(
+      script(hv.IsRegisteredArgv()),
+      pre + "if (Get-VM -Name 'sql vm' -ErrorAction SilentlyContinue) { exit 0 } else { exit 3 }");
   EXPECT_EQ(script(hv.RegisterArgv()),
-            pre + "$f = Get-ChildItem -Path 'D:\\Replicated\\sql vm\\Virtual Machines' -Filter "
-                  "*.vmcx | Select-Object -First 1; if (-not $f) { throw ('no .vmcx file in ' + "
-                  "'D:\\Replicated\\sql vm\\Virtual Machines') }; Import-VM -Path $f.FullName "
-                  "-Register | Out-Null");
+            pre +
+                "$f = Get-ChildItem -Path 'D:\\Replicated\\sql vm\\Virtual Machines' -Filter "
+                "*.vmcx | Select-Object -First 1; if (-not $f) { throw ('no .vmcx file in ' + "
+                "'D:\\Replicated\\sql vm\\Virtual Machines') }; Import-VM -Path $f.FullName "
+                "-Register | Out-Null");
   EXPECT_EQ(script(hv.IsRunningArgv()),
-            pre + "$s = (Get-VM -Name 'sql vm').State; if ($s -eq 'Running' -or $s -eq 'Paused') "
-                  "{ exit 0 } else { exit 3 }");
+            pre +
+                "$s = (Get-VM -Name 'sql vm').State; if ($s -eq 'Running' -or $s -eq 'Paused') "
+                "{ exit 0 } else { exit 3 }");
   EXPECT_EQ(script(hv.StartArgv()), pre + "Start-VM -Name 'sql vm'");
   EXPECT_EQ(script(hv.StopArgv(StopMode::kShutdown)), pre + "Stop-VM -Name 'sql vm' -Force");
   EXPECT_EQ(script(hv.StopArgv(StopMode::kSave)), pre + "Stop-VM -Name 'sql vm' -Save");
   EXPECT_EQ(script(hv.StopArgv(StopMode::kStop)), pre + "Stop-VM -Name 'sql vm' -TurnOff -Force");
   EXPECT_EQ(script(hv.TurnOffArgv()), pre + "Stop-VM -Name 'sql vm' -TurnOff -Force");
   EXPECT_EQ(script(hv.HeartbeatArgv()),
-            pre + "$h = Get-VMIntegrationService -VMName 'sql vm' -Name 'Heartbeat'; if "
-                  "($h.Enabled -and $h.PrimaryStatusDescription -eq 'OK') { exit 0 } else { "
-                  "Write-Output ('heartbeat: ' + $h.PrimaryStatusDescription); exit 1 }");
+            pre +
+                "$h = Get-VMIntegrationService -VMName 'sql vm' -Name 'Heartbeat'; if "
+                "($h.Enabled -and $h.PrimaryStatusDescription -eq 'OK') { exit 0 } else { "
+                "Write-Output ('heartbeat: ' + $h.PrimaryStatusDescription); exit 1 }");
   EXPECT_EQ(hv.Describe(), "Hyper-V VM sql vm");
   HyperVHypervisor quoted(Parse({{"VM_NAME", "vm1"}, {"VM_DIR", "D:\\o'brien"}}, true));
   EXPECT_THAT(script(quoted.RegisterArgv()), HasSubstr("-Path 'D:\\o''brien\\Virtual Machines'"));
@@ -152,21 +158,25 @@ TEST_F(HostTest, HyperVExitCodesMeanYesNoOrError) {
 }
 
 TEST(QemuCommands, CommandLine) {
-  QemuHypervisor q(Parse({{"VM_NAME", "vm1"}, {"VM_DIR", "/srv/vm1"}, {"VM_MEMORY", "256"},
-                          {"VM_KERNEL", "/boot/k"}, {"VM_INITRD", "/boot/i"},
-                          {"VM_APPEND", "console=ttyS0 quiet"}, {"VM_QEMU_ARGS", "-cpu max"}}),
+  QemuHypervisor q(Parse({{"VM_NAME", "vm1"},
+                          {"VM_DIR", "/srv/vm1"},
+                          {"VM_MEMORY", "256"},
+                          {"VM_KERNEL", "/boot/k"},
+                          {"VM_INITRD", "/boot/i"},
+                          {"VM_APPEND", "console=ttyS0 quiet"},
+                          {"VM_QEMU_ARGS", "-cpu max"}}),
                    "/var/hakit/vm");
-  EXPECT_THAT(q.Argv("tcg"),
-              ElementsAre("qemu-system-x86_64", "-name", "vm1", "-accel", "tcg", "-m", "256",
-                          "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
-                          "-drive", "file=/srv/vm1/disk.img,format=raw,if=virtio,cache=writeback",
-                          "-chardev", "file,id=hakit_console,path=/var/hakit/vm/vm1.console,append=on",
-                          "-serial", "chardev:hakit_console", "-chardev",
-                          "socket,id=hakit_hb,path=/var/hakit/vm/vm1.hb,server=on,wait=off",
-                          "-serial", "chardev:hakit_hb", "-qmp",
-                          "unix:/var/hakit/vm/vm1.qmp,server=on,wait=off", "-pidfile",
-                          "/var/hakit/vm/vm1.pid", "-daemonize", "-kernel", "/boot/k", "-initrd",
-                          "/boot/i", "-append", "console=ttyS0 quiet", "-cpu", "max"));
+  EXPECT_THAT(
+      q.Argv("tcg"),
+      ElementsAre("qemu-system-x86_64", "-name", "vm1", "-accel", "tcg", "-m", "256", "-smp", "1",
+                  "-nodefaults", "-no-user-config", "-display", "none", "-drive",
+                  "file=/srv/vm1/disk.img,format=raw,if=virtio,cache=writeback", "-chardev",
+                  "file,id=hakit_console,path=/var/hakit/vm/vm1.console,append=on", "-serial",
+                  "chardev:hakit_console", "-chardev",
+                  "socket,id=hakit_hb,path=/var/hakit/vm/vm1.hb,server=on,wait=off", "-serial",
+                  "chardev:hakit_hb", "-qmp", "unix:/var/hakit/vm/vm1.qmp,server=on,wait=off",
+                  "-pidfile", "/var/hakit/vm/vm1.pid", "-daemonize", "-kernel", "/boot/k",
+                  "-initrd", "/boot/i", "-append", "console=ttyS0 quiet", "-cpu", "max"));
   QemuHypervisor forced(Parse({{"VM_NAME", "vm1"}, {"VM_DIR", "/srv"}, {"VM_ACCEL", "tcg"}}), "/v");
   EXPECT_EQ(forced.Accelerator(), "tcg");
 }
@@ -207,7 +217,8 @@ TEST_F(HostTest, LoadsThroughTheLoaderAndDeclaresTheVmDir) {
   ms.vars.erase("VM_NAME");
   m = loader::LoadModule(HYPERV_MODULE, ms);
   ASSERT_FALSE(m.ok());
-  EXPECT_THAT(m.status().message(), HasSubstr("userconfig.xml: <user><var name=\"VM_NAME\"> is required"));
+  EXPECT_THAT(m.status().message(),
+              HasSubstr("userconfig.xml: <user><var name=\"VM_NAME\"> is required"));
 }
 
 // Records what the module asks; the heartbeat answers as the test says.
@@ -285,8 +296,11 @@ TEST_F(HostTest, HooksRegisterStartAndStopOnTheSeam) {
 TEST_F(HostTest, WatcherRestartsTheVmWhenTheHeartbeatIsLost) {
   auto fake = std::make_unique<FakeHypervisor>();
   FakeHypervisor* hv = fake.get();
-  VmModule m(Parse({{"VM_NAME", "vm1"}, {"VM_DIR", "/srv/vm1"}, {"HEARTBEAT_INTERVAL", "1"},
-                    {"HEARTBEAT_FAILURES", "2"}, {"HEARTBEAT_MAX_RESTARTS", "1"}}),
+  VmModule m(Parse({{"VM_NAME", "vm1"},
+                    {"VM_DIR", "/srv/vm1"},
+                    {"HEARTBEAT_INTERVAL", "1"},
+                    {"HEARTBEAT_FAILURES", "2"},
+                    {"HEARTBEAT_MAX_RESTARTS", "1"}}),
              std::move(fake));
   ASSERT_TRUE(m.RunHook(sdk::Hook::kStartPrim, Args(), *host_).ok());
   std::this_thread::sleep_for(1500ms);  // one good heartbeat
@@ -298,7 +312,8 @@ TEST_F(HostTest, WatcherRestartsTheVmWhenTheHeartbeatIsLost) {
   ASSERT_EQ(m.restarts(), 1);
   std::this_thread::sleep_for(300ms);
   EXPECT_THAT(hv->Calls(), ElementsAre("register", "start", "turnoff", "start"));
-  EXPECT_THAT(ModuleLog(), HasSubstr("fake VM: guest heartbeat lost (no heartbeat, 2 failed checks): restarting it locally (1 of 1)"));
+  EXPECT_THAT(ModuleLog(), HasSubstr("fake VM: guest heartbeat lost (no heartbeat, 2 failed "
+                                     "checks): restarting it locally (1 of 1)"));
   // The boot grace (300 s default) keeps a silent restarted guest alive;
   // stop_prim ends the watcher before stopping the VM.
   ASSERT_TRUE(m.RunHook(sdk::Hook::kStopPrim, Args(), *host_).ok());

@@ -55,11 +55,15 @@ class QemuVmTest : public ::testing::Test {
     fs::resize_file((std::ofstream(root_ / "vmdir/disk.img"), root_ / "vmdir/disk.img"), 4 << 20);
     host_ = std::make_unique<scripts::ModuleHostContext>(Layout(root_ / "node"), "vm", "node1",
                                                          std::map<std::string, std::string>{});
-    auto s = ParseVmSettings({{"VM_NAME", "vm1"}, {"VM_DIR", (root_ / "vmdir").string()},
-                              {"VM_ACCEL", "tcg"}, {"VM_MEMORY", "256"},
+    auto s = ParseVmSettings({{"VM_NAME", "vm1"},
+                              {"VM_DIR", (root_ / "vmdir").string()},
+                              {"VM_ACCEL", "tcg"},
+                              {"VM_MEMORY", "256"},
                               {"VM_KERNEL", guest_.kernel.string()},
-                              {"VM_INITRD", guest_.initrd.string()}, {"VM_APPEND", guest_.append},
-                              {"HEARTBEAT_INTERVAL", "1"}, {"HEARTBEAT_TIMEOUT", "2"}},
+                              {"VM_INITRD", guest_.initrd.string()},
+                              {"VM_APPEND", guest_.append},
+                              {"HEARTBEAT_INTERVAL", "1"},
+                              {"HEARTBEAT_TIMEOUT", "2"}},
                              false);
     ASSERT_TRUE(s.ok()) << s.status().message();
     settings_ = *s;
@@ -107,7 +111,8 @@ TEST_F(QemuVmTest, BootsHeartbeatsPausesAndShutsDownCleanly) {
   ASSERT_TRUE(qemu_->Pid().has_value());
   ASSERT_TRUE(WaitFor([&] { return qemu_->Heartbeat(*host_, 2s).ok(); }, 90s))
       << ReadAll(qemu_->ConsoleLog());
-  auto boot = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  auto boot =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   std::printf("VM boot to first heartbeat (tcg): %ld ms\n", static_cast<long>(boot.count()));
   ASSERT_TRUE(WaitFor([&] { return Flushed() >= 3; }, 30s)) << ReadAll(qemu_->ConsoleLog());
 
@@ -132,10 +137,14 @@ TEST_F(QemuVmTest, BootsHeartbeatsPausesAndShutsDownCleanly) {
   // The next start resumes after the last record on the disk.
   s = module_->RunHook(sdk::Hook::kStartPrim, Args(), *host_);
   ASSERT_TRUE(s.ok()) << s.message();
-  ASSERT_TRUE(WaitFor([&] {
-    return ReadAll(qemu_->ConsoleLog()).find("guest: resuming after record " +
-                                             std::to_string(disk.records.size())) != std::string::npos;
-  }, 90s)) << ReadAll(qemu_->ConsoleLog());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ReadAll(qemu_->ConsoleLog())
+                   .find("guest: resuming after record " + std::to_string(disk.records.size())) !=
+               std::string::npos;
+      },
+      90s))
+      << ReadAll(qemu_->ConsoleLog());
   // Forced stop: turned off at once.
   s = module_->RunHook(sdk::Hook::kStopPrim, Args(true), *host_);
   ASSERT_TRUE(s.ok()) << s.message();

@@ -104,7 +104,8 @@ class VmFailoverTest : public RigTest {
   std::string UserConfig() const {
     std::string x = rig_->DefaultUserConfig();
     std::string user = "    <user nicestoptimeout=\"60\" forcestoptimeout=\"30\">\n";
-    for (const auto& [k, v] : Vars()) user += "      <var name=\"" + k + "\" value=\"" + v + "\"/>\n";
+    for (const auto& [k, v] : Vars())
+      user += "      <var name=\"" + k + "\" value=\"" + v + "\"/>\n";
     user += "    </user>\n";
     auto from = x.find("    <user");
     auto to = x.find("</user>\n", from) + 8;
@@ -126,8 +127,7 @@ class VmFailoverTest : public RigTest {
   }
   std::string Diagnose(const std::string& n) {
     return "\n--- " + n + " module log:\n" + ModuleLog(n) + "\n--- " + n + " console:\n" +
-           Console(n) + "\n--- " + n + " user log:\n" +
-           ReadAll(rig_->LayoutOf(n).UserLog(kModule));
+           Console(n) + "\n--- " + n + " user log:\n" + ReadAll(rig_->LayoutOf(n).UserLog(kModule));
   }
 
   // Waits until the VM boots on `n` (a new "resuming" line) and flushes
@@ -175,8 +175,8 @@ TEST_F(VmFailoverTest, VmFollowsThePrimaryAndLosesNoFlushedRecord) {
   // 2. A guest that stops answering its heartbeat is restarted locally
   // (once the watcher has seen it alive: a booting guest has
   // VM_BOOT_TIMEOUT for its first heartbeat).
-  ASSERT_TRUE(WaitFor([&] { return ModuleLog(prim).find("guest heartbeat seen") != std::string::npos; },
-                      30s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return ModuleLog(prim).find("guest heartbeat seen") != std::string::npos; }, 30s))
       << Diagnose(prim);
   {
     auto qmp = hyperv::QmpClient::Connect(Qemu(prim).QmpSocket(), 5s);
@@ -184,8 +184,8 @@ TEST_F(VmFailoverTest, VmFollowsThePrimaryAndLosesNoFlushedRecord) {
     ASSERT_TRUE((*qmp)->Execute("stop").ok());
   }
   const std::size_t boots = Boots(prim);
-  ASSERT_TRUE(WaitFor([&] { return ModuleLog(prim).find("guest heartbeat lost") != std::string::npos; },
-                      30s))
+  ASSERT_TRUE(WaitFor(
+      [&] { return ModuleLog(prim).find("guest heartbeat lost") != std::string::npos; }, 30s))
       << Diagnose(prim);
   ASSERT_NO_FATAL_FAILURE(WaitBootAndRecords(prim, boots, 3));
   EXPECT_NE(Qemu(prim).Pid(), pid) << "a new QEMU process";
@@ -208,7 +208,8 @@ TEST_F(VmFailoverTest, VmFollowsThePrimaryAndLosesNoFlushedRecord) {
     auto up = Lines(ModuleLog(second), "starting qemu VM vm1");
     ASSERT_FALSE(down.empty()) << Diagnose(prim);
     ASSERT_FALSE(up.empty()) << Diagnose(second);
-    EXPECT_LT(down.back().substr(0, 23), up.back().substr(0, 23)) << down.back() << "\n" << up.back();
+    EXPECT_LT(down.back().substr(0, 23), up.back().substr(0, 23)) << down.back() << "\n"
+                                                                  << up.back();
   }
   std::swap(prim, second);
   auto again = rig_->WaitPaired(30s);
@@ -227,9 +228,10 @@ TEST_F(VmFailoverTest, VmFollowsThePrimaryAndLosesNoFlushedRecord) {
   ASSERT_NO_FATAL_FAILURE(WaitBootAndRecords(second, boots_second, 2));
   EXPECT_GE(ResumedAfter(second), flushed);
   ExpectRecords(second, flushed);
-  std::printf("VM failover: %ld records flushed on %s before the power cut, all on %s; the "
-              "guest resumed after record %ld\n",
-              flushed, prim.c_str(), second.c_str(), ResumedAfter(second));
+  std::printf(
+      "VM failover: %ld records flushed on %s before the power cut, all on %s; the "
+      "guest resumed after record %ld\n",
+      flushed, prim.c_str(), second.c_str(), ResumedAfter(second));
 }
 
 // DISABLED: the returning node needs full synchronisation of the replicated

@@ -165,11 +165,21 @@ TEST(TdsPrelogin, RefusesMalformedResponses) {
       {"type", [](Bytes& b) { b[0] = 0x12; }, "packet type 18"},
       {"eom", [](Bytes& b) { b[1] = 0x00; }, "end-of-message"},
       {"length", [](Bytes& b) { b[3] = 0x40; }, "Length field 64"},
-      {"truncated", [](Bytes& b) { b.resize(20); b[3] = 20; }, "truncated"},
+      {"truncated",
+       [](Bytes& b) {
+         b.resize(20);
+         b[3] = 20;
+       },
+       "truncated"},
       {"offset", [](Bytes& b) { b[11] = 0x30; }, "outside the option data"},
       {"into table", [](Bytes& b) { b[11] = 0x02; }, "outside the option data"},
-      {"version first", [](Bytes& b) { std::swap(b[8], b[13]); std::swap(b[10], b[15]);
-                                       std::swap(b[12], b[17]); }, "VERSION is not the first"},
+      {"version first",
+       [](Bytes& b) {
+         std::swap(b[8], b[13]);
+         std::swap(b[10], b[15]);
+         std::swap(b[12], b[17]);
+       },
+       "VERSION is not the first"},
       {"version size", [](Bytes& b) { b[12] = 0x05; }, "VERSION is 5 bytes"},
       {"duplicate", [](Bytes& b) { b[18] = 0x01; }, "twice"},
       {"encryption value", [](Bytes& b) { b[40] = 0x07; }, "ENCRYPTION value 7"},
@@ -247,7 +257,8 @@ TEST(TdsProbe, CheckerProgramExitCodes) {
   Listener server(SqlServerAnswer);
   Listener http([](const Bytes&) { return Text("SSH-2.0-OpenSSH_9.2\r\n"); });
   auto run = [](const std::string& args) {
-    return WEXITSTATUS(std::system((std::string(TDS_PROBE) + " " + args + " >/dev/null 2>&1").c_str()));
+    return WEXITSTATUS(
+        std::system((std::string(TDS_PROBE) + " " + args + " >/dev/null 2>&1").c_str()));
   };
   EXPECT_EQ(run("127.0.0.1 " + std::to_string(server.port()) + " 3000"), 0);
   EXPECT_EQ(run("127.0.0.1 " + std::to_string(http.port()) + " 3000"), 1);
@@ -306,12 +317,11 @@ TEST_F(SqlServerModuleTest, LoadsThroughTheLoaderWithLinuxDefaults) {
 }
 
 TEST_F(SqlServerModuleTest, LoadsWithWhatItsConfigurationSays) {
-  auto m = loader::LoadModule(SQLSERVER_MODULE,
-                              Settings({{"SQLSERVER_DATA", "/srv/mssql/data"},
-                                        {"SQLSERVER_LOG", "/srv/mssql/log"},
-                                        {"SQLSERVER_PORT", "14330"},
-                                        {"SQLSERVER_ADDR", "198.18.0.100"},
-                                        {"SQLSERVER_PROCESS", "sqlservr2"}}));
+  auto m = loader::LoadModule(SQLSERVER_MODULE, Settings({{"SQLSERVER_DATA", "/srv/mssql/data"},
+                                                          {"SQLSERVER_LOG", "/srv/mssql/log"},
+                                                          {"SQLSERVER_PORT", "14330"},
+                                                          {"SQLSERVER_ADDR", "198.18.0.100"},
+                                                          {"SQLSERVER_PROCESS", "sqlservr2"}}));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   sdk::ModuleDescription d;
   ASSERT_TRUE((*m)->Describe(&d).ok());
@@ -380,9 +390,9 @@ class ServiceSeamTest : public SqlServerModuleTest {
   // listener answering `answer` on `port_` once started.
   std::unique_ptr<SqlServerModule> Make(std::function<Bytes(const Bytes&)> answer) {
     port_ = FreePort();
-    auto settings = ParseSettings(
-        {{"SQLSERVER_PORT", std::to_string(port_)}, {"SQLSERVER_START_WAIT", "3"}},
-        Platform::kLinux);
+    auto settings =
+        ParseSettings({{"SQLSERVER_PORT", std::to_string(port_)}, {"SQLSERVER_START_WAIT", "3"}},
+                      Platform::kLinux);
     EXPECT_TRUE(settings.ok());
     auto services = std::make_unique<RecordingServices>();
     services_ = services.get();
@@ -455,8 +465,8 @@ TEST_F(ServiceSeamTest, AFailedServiceStartIsReportedWithoutProbing) {
 TEST_F(SqlServerModuleTest, SystemdRunsSystemctlOnTheUnit) {
   fs::path calls = root_ / "systemctl.calls";
   fs::path fake = root_ / "systemctl";
-  std::ofstream(fake) << "#!/bin/sh\necho \"$*\" >> '" << calls.string()
-                      << "'\n[ -e '" << (root_ / "fail").string() << "' ] && exit 3\nexit 0\n";
+  std::ofstream(fake) << "#!/bin/sh\necho \"$*\" >> '" << calls.string() << "'\n[ -e '"
+                      << (root_ / "fail").string() << "' ] && exit 3\nexit 0\n";
   fs::permissions(fake, fs::perms::owner_all);
   auto settings = ParseSettings({{"SYSTEMCTL", fake.string()}}, Platform::kLinux);
   ASSERT_TRUE(settings.ok());
@@ -488,8 +498,9 @@ TEST(WindowsScm, CommandLines) {
   auto kill = scm.StopArgvs(true);
   ASSERT_EQ(kill.size(), 1u);
   EXPECT_EQ(kill[0].back(),
-            pre + "$s = Get-CimInstance Win32_Service -Filter \"Name='MSSQL$SALES'\"; if ($s -and "
-                  "$s.ProcessId -ne 0) { Stop-Process -Id $s.ProcessId -Force }");
+            pre +
+                "$s = Get-CimInstance Win32_Service -Filter \"Name='MSSQL$SALES'\"; if ($s -and "
+                "$s.ProcessId -ne 0) { Stop-Process -Id $s.ProcessId -Force }");
   EXPECT_EQ(scm.Describe(), "Windows service MSSQL$SALES");
 }
 

@@ -5,10 +5,14 @@ namespace hakit::module_util {
 std::string CommandOutcome(const sdk::CommandResult& r) {
   using O = sdk::CommandResult::Outcome;
   switch (r.outcome) {
-    case O::kExited: return "exited with code " + std::to_string(r.exit_code);
-    case O::kSignaled: return "was killed by signal " + std::to_string(r.signal);
-    case O::kTimedOut: return "timed out after " + std::to_string(r.duration.count()) + " ms";
-    case O::kFailedToStart: return "could not start: " + r.error;
+    case O::kExited:
+      return "exited with code " + std::to_string(r.exit_code);
+    case O::kSignaled:
+      return "was killed by signal " + std::to_string(r.signal);
+    case O::kTimedOut:
+      return "timed out after " + std::to_string(r.duration.count()) + " ms";
+    case O::kFailedToStart:
+      return "could not start: " + r.error;
   }
   return "failed";
 }

@@ -35,7 +35,8 @@ std::vector<std::string> HyperVHypervisor::RegisterArgv() const {
   const std::string vms = PowerShellQuote(settings_.dir + "\\Virtual Machines");
   return PowerShell("$f = Get-ChildItem -Path " + vms +
                     " -Filter *.vmcx | Select-Object -First 1; if (-not $f) { throw ('no .vmcx "
-                    "file in ' + " + vms + ") }; Import-VM -Path $f.FullName -Register | Out-Null");
+                    "file in ' + " +
+                    vms + ") }; Import-VM -Path $f.FullName -Register | Out-Null");
 }
 
 std::vector<std::string> HyperVHypervisor::IsRunningArgv() const {
@@ -51,9 +52,12 @@ std::vector<std::string> HyperVHypervisor::StartArgv() const {
 std::vector<std::string> HyperVHypervisor::StopArgv(StopMode mode) const {
   const std::string vm = "Stop-VM -Name " + PowerShellQuote(settings_.name);
   switch (mode) {
-    case StopMode::kShutdown: return PowerShell(vm + " -Force");
-    case StopMode::kSave: return PowerShell(vm + " -Save");
-    case StopMode::kStop: return TurnOffArgv();
+    case StopMode::kShutdown:
+      return PowerShell(vm + " -Force");
+    case StopMode::kSave:
+      return PowerShell(vm + " -Save");
+    case StopMode::kStop:
+      return TurnOffArgv();
   }
   return TurnOffArgv();
 }

@@ -62,6 +62,8 @@ std::string QemuHypervisor::Accelerator() const {
 }
 
 std::vector<std::string> QemuHypervisor::Argv(const std::string& accel) const {
+  // One option and its value per line.
+  // clang-format off
   std::vector<std::string> a = {
       settings_.qemu_binary,
       "-name", settings_.name,
@@ -77,6 +79,7 @@ std::vector<std::string> QemuHypervisor::Argv(const std::string& accel) const {
       "-qmp", "unix:" + QmpSocket() + ",server=on,wait=off",
       "-pidfile", PidFile(),
       "-daemonize"};
+  // clang-format on
   if (!settings_.kernel.empty()) {
     a.insert(a.end(), {"-kernel", settings_.kernel});
     if (!settings_.initrd.empty()) a.insert(a.end(), {"-initrd", settings_.initrd});
@@ -162,8 +165,7 @@ Status QemuHypervisor::Start(sdk::HostContext& host, std::chrono::milliseconds t
   if (!st->value("running", false)) {
     return Status::Failed(Describe() + " is " + st->value("status", "?") + ", not running");
   }
-  host.Log(sdk::LogLevel::kInfo, Describe() + " running, pid " +
-                                     std::to_string(Pid().value_or(0)));
+  host.Log(sdk::LogLevel::kInfo, Describe() + " running, pid " + std::to_string(Pid().value_or(0)));
   return Status::Ok();
 }
 
@@ -194,10 +196,12 @@ Status QemuHypervisor::Stop(sdk::HostContext& host, StopMode mode,
     return Status::Timeout(Describe() + " still runs " + std::to_string(timeout.count()) +
                            " ms after the power button");
   }
-  host.Log(sdk::LogLevel::kInfo,
-           Describe() + " shut down by its guest after " +
-               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()) +
-               " ms");
+  host.Log(
+      sdk::LogLevel::kInfo,
+      Describe() + " shut down by its guest after " +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()) +
+          " ms");
   return Status::Ok();
 }
 
@@ -210,7 +214,8 @@ Status QemuHypervisor::TurnOff(sdk::HostContext& host, std::chrono::milliseconds
     host.Log(sdk::LogLevel::kWarning, Describe() + ": QMP quit did not end pid " +
                                           std::to_string(*pid) + ", sending SIGKILL");
     ::kill(*pid, SIGKILL);
-    if (!WaitGone(5s)) return Status::Failed(Describe() + ": pid " + std::to_string(*pid) + " survives SIGKILL");
+    if (!WaitGone(5s))
+      return Status::Failed(Describe() + ": pid " + std::to_string(*pid) + " survives SIGKILL");
   }
   host.Log(sdk::LogLevel::kInfo, Describe() + " turned off");
   return Status::Ok();

@@ -33,7 +33,8 @@ Status VmModule::RunHook(sdk::Hook hook, const sdk::HookArgs& args, sdk::HostCon
   } else if (hook == sdk::Hook::kStopPrim) {
     s = StopPrim(args, host);
   }
-  if (!s.ok()) host.Log(sdk::LogLevel::kError, sdk::HookName(hook) + std::string(": ") + s.message());
+  if (!s.ok())
+    host.Log(sdk::LogLevel::kError, sdk::HookName(hook) + std::string(": ") + s.message());
   return s;
 }
 
@@ -44,7 +45,8 @@ Status VmModule::StartPrim(const sdk::HookArgs& args, sdk::HostContext& host) {
     auto known = hypervisor_->IsRegistered(host);
     if (!known.ok()) return known.status();
     if (!*known) {
-      host.Log(sdk::LogLevel::kInfo, hypervisor_->Describe() + " unknown on this host: registering it");
+      host.Log(sdk::LogLevel::kInfo,
+               hypervisor_->Describe() + " unknown on this host: registering it");
       if (Status s = hypervisor_->Register(host); !s.ok()) return s;
     }
     auto running = hypervisor_->IsRunning(host);
@@ -92,7 +94,8 @@ void VmModule::Watch(sdk::HostContext* host) {
   for (;;) {
     {
       std::unique_lock<std::mutex> l(watch_mu_);
-      if (watch_cv_.wait_for(l, settings_.heartbeat_interval, [this] { return watch_stop_; })) return;
+      if (watch_cv_.wait_for(l, settings_.heartbeat_interval, [this] { return watch_stop_; }))
+        return;
     }
     Status hb;
     {

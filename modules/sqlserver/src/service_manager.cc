@@ -60,9 +60,9 @@ std::vector<std::string> WindowsScmServiceManager::StartArgv() const {
 
 std::vector<std::vector<std::string>> WindowsScmServiceManager::StopArgvs(bool force) const {
   if (!force) return {PowerShell("Stop-Service -Name " + PowerShellQuote(service_) + " -Force")};
-  return {PowerShell("$s = Get-CimInstance Win32_Service -Filter \"Name=" +
-                     PowerShellQuote(service_) +
-                     "\"; if ($s -and $s.ProcessId -ne 0) { Stop-Process -Id $s.ProcessId -Force }")};
+  return {
+      PowerShell("$s = Get-CimInstance Win32_Service -Filter \"Name=" + PowerShellQuote(service_) +
+                 "\"; if ($s -and $s.ProcessId -ne 0) { Stop-Process -Id $s.ProcessId -Force }")};
 }
 
 Status WindowsScmServiceManager::Start(sdk::HostContext& host, std::chrono::milliseconds timeout) {

@@ -90,7 +90,9 @@ std::unique_ptr<ServiceManager> MakeServiceManager(const SqlServerSettings& s) {
 
 SqlServerModule::SqlServerModule(SqlServerSettings settings,
                                  std::unique_ptr<ServiceManager> services, std::string bin_dir)
-    : settings_(std::move(settings)), services_(std::move(services)), bin_dir_(std::move(bin_dir)) {}
+    : settings_(std::move(settings)),
+      services_(std::move(services)),
+      bin_dir_(std::move(bin_dir)) {}
 
 Status SqlServerModule::Describe(sdk::ModuleDescription* out) {
   for (const std::string& dir : {settings_.data_dir, settings_.log_dir}) {
@@ -113,14 +115,14 @@ Status SqlServerModule::Describe(sdk::ModuleDescription* out) {
   return Status::Ok();
 }
 
-Status SqlServerModule::RunHook(sdk::Hook hook, const sdk::HookArgs& args,
-                                sdk::HostContext& host) {
+Status SqlServerModule::RunHook(sdk::Hook hook, const sdk::HookArgs& args, sdk::HostContext& host) {
   switch (hook) {
     case sdk::Hook::kStartPrim:
       return StartPrim(args, host);
     case sdk::Hook::kStopPrim: {
       Status s = services_->Stop(host, args.force, args.timeout);
-      if (!s.ok()) host.Log(sdk::LogLevel::kError, "stopping " + services_->Describe() + ": " + s.message());
+      if (!s.ok())
+        host.Log(sdk::LogLevel::kError, "stopping " + services_->Describe() + ": " + s.message());
       return s;
     }
     default:

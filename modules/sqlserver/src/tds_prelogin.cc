@@ -30,7 +30,8 @@ std::uint16_t GetU16(std::span<const std::uint8_t> in, std::size_t at) {
 // A packet of `type` whose data is a PRELOGIN structure with these options,
 // in this order.
 std::vector<std::uint8_t> BuildPacket(
-    std::uint8_t type, const std::vector<std::pair<std::uint8_t, std::vector<std::uint8_t>>>& opts) {
+    std::uint8_t type,
+    const std::vector<std::pair<std::uint8_t, std::vector<std::uint8_t>>>& opts) {
   const std::size_t table = opts.size() * 5 + 1;
   std::size_t data_len = table;
   for (const auto& o : opts) data_len += o.second.size();
@@ -96,20 +97,22 @@ std::vector<std::uint8_t> BuildPreloginRequest() {
 }
 
 std::vector<std::uint8_t> BuildPreloginResponse(const PreloginReply& r) {
-  return BuildPacket(kPacketTabularResult,
-                     {{kVersion,
-                       {r.major, r.minor, static_cast<std::uint8_t>(r.build >> 8),
-                        static_cast<std::uint8_t>(r.build & 0xff),
-                        static_cast<std::uint8_t>(r.sub_build >> 8),
-                        static_cast<std::uint8_t>(r.sub_build & 0xff)}},
-                      {kEncryption, {r.encryption}},
-                      {kInstOpt, {0}},
-                      {kThreadId, {}},
-                      {kMars, {0}}});
+  return BuildPacket(
+      kPacketTabularResult,
+      {{kVersion,
+        {r.major, r.minor, static_cast<std::uint8_t>(r.build >> 8),
+         static_cast<std::uint8_t>(r.build & 0xff), static_cast<std::uint8_t>(r.sub_build >> 8),
+         static_cast<std::uint8_t>(r.sub_build & 0xff)}},
+       {kEncryption, {r.encryption}},
+       {kInstOpt, {0}},
+       {kThreadId, {}},
+       {kMars, {0}}});
 }
 
 Result<PreloginReply> ParsePreloginResponse(std::span<const std::uint8_t> packet) {
-  auto bad = [](const std::string& why) { return Status::InvalidArgument("not a PRELOGIN response: " + why); };
+  auto bad = [](const std::string& why) {
+    return Status::InvalidArgument("not a PRELOGIN response: " + why);
+  };
   if (packet.size() < kHeaderSize) {
     return bad("only " + std::to_string(packet.size()) + " bytes, a TDS header has 8");
   }
@@ -163,7 +166,8 @@ Result<PreloginReply> ParsePreloginResponse(std::span<const std::uint8_t> packet
   bool have_encryption = false;
   for (const Option& o : options) {
     if (o.token != kEncryption) continue;
-    if (o.length != 1) return bad("ENCRYPTION is " + std::to_string(o.length) + " bytes, expected 1");
+    if (o.length != 1)
+      return bad("ENCRYPTION is " + std::to_string(o.length) + " bytes, expected 1");
     if (data[o.offset] > kEncryptReq) {
       return bad("ENCRYPTION value " + std::to_string(data[o.offset]) + " is not 0 to 3");
     }
@@ -194,7 +198,8 @@ Result<PreloginReply> ProbeTds(const std::string& addr, std::uint16_t port,
     return Status::InvalidArgument("TDS probe: \"" + addr + "\" is not an IP address");
   }
   Fd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return Status::IoError("TDS probe " + where + ": socket: " + std::strerror(errno));
+  if (fd.get() < 0)
+    return Status::IoError("TDS probe " + where + ": socket: " + std::strerror(errno));
   auto wait = [&](short events, const char* what) -> Status {
     pollfd p{fd.get(), events, 0};
     int n = ::poll(&p, 1, Left(deadline));
@@ -238,7 +243,8 @@ Result<PreloginReply> ProbeTds(const std::string& addr, std::uint16_t port,
     }
     if (n < 0) return Status::IoError("TDS probe " + where + ": recv: " + std::strerror(errno));
     if (n == 0) {
-      if (reply.empty()) return Status::IoError("TDS probe " + where + ": closed without answering");
+      if (reply.empty())
+        return Status::IoError("TDS probe " + where + ": closed without answering");
       break;  // short: the parser says what is missing
     }
     reply.insert(reply.end(), buf, buf + n);
@@ -250,8 +256,8 @@ Result<PreloginReply> ProbeTds(const std::string& addr, std::uint16_t port,
   }
   auto parsed = ParsePreloginResponse(reply);
   if (!parsed.ok()) {
-    return Status::InvalidArgument("TDS probe " + where + ": not SQL Server: " +
-                                   parsed.status().message());
+    return Status::InvalidArgument("TDS probe " + where +
+                                   ": not SQL Server: " + parsed.status().message());
   }
   return parsed;
 }

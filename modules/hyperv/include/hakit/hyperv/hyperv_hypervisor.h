@@ -41,7 +41,8 @@ class HyperVHypervisor : public Hypervisor {
   sdk::Status Register(sdk::HostContext& host) override;
   sdk::Result<bool> IsRunning(sdk::HostContext& host) override;
   sdk::Status Start(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
-  sdk::Status Stop(sdk::HostContext& host, StopMode mode, std::chrono::milliseconds timeout) override;
+  sdk::Status Stop(sdk::HostContext& host, StopMode mode,
+                   std::chrono::milliseconds timeout) override;
   sdk::Status TurnOff(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
   sdk::Status Heartbeat(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
   std::string Describe() const override { return "Hyper-V VM " + settings_.name; }

@@ -52,7 +52,8 @@ class QemuHypervisor : public Hypervisor {
   sdk::Status Register(sdk::HostContext& host) override;
   sdk::Result<bool> IsRunning(sdk::HostContext& host) override;
   sdk::Status Start(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
-  sdk::Status Stop(sdk::HostContext& host, StopMode mode, std::chrono::milliseconds timeout) override;
+  sdk::Status Stop(sdk::HostContext& host, StopMode mode,
+                   std::chrono::milliseconds timeout) override;
   sdk::Status TurnOff(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
   sdk::Status Heartbeat(sdk::HostContext& host, std::chrono::milliseconds timeout) override;
   std::string Describe() const override { return "qemu VM " + settings_.name; }

@@ -66,8 +66,7 @@ class SystemdServiceManager : public ServiceManager {
 // Not run on Windows yet: only its command lines are tested.
 class WindowsScmServiceManager : public ServiceManager {
  public:
-  explicit WindowsScmServiceManager(std::string service,
-                                    std::string powershell = "powershell.exe");
+  explicit WindowsScmServiceManager(std::string service, std::string powershell = "powershell.exe");
 
   std::vector<std::string> StartArgv() const;
   std::vector<std::vector<std::string>> StopArgvs(bool force) const;

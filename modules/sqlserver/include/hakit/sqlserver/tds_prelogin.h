@@ -51,7 +51,7 @@ enum Encryption : std::uint8_t {
 
 // What a server's PRELOGIN response says about it.
 struct PreloginReply {
-  std::uint8_t major = 0;       // UL_VERSION, first byte (16 for SQL Server 2022)
+  std::uint8_t major = 0;  // UL_VERSION, first byte (16 for SQL Server 2022)
   std::uint8_t minor = 0;
   std::uint16_t build = 0;
   std::uint16_t sub_build = 0;  // US_SUBBUILD
