@@ -245,7 +245,7 @@ Status QemuHypervisor::Heartbeat(sdk::HostContext&, std::chrono::milliseconds ti
     buf.append(b, static_cast<std::size_t>(n));
     std::size_t nl;
     while ((nl = buf.find('\n')) != std::string::npos) {
-      if (buf.compare(0, 15, "hakit-heartbeat") == 0 || buf.find("hakit-heartbeat") < nl) ++lines;
+      if (buf.find("hakit-heartbeat") < nl) ++lines;
       buf.erase(0, nl + 1);
     }
     if (lines >= 2) {
