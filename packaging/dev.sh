@@ -18,11 +18,19 @@ missing=()
 for p in "${deps[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+# The VM tests' guest: QEMU, a Debian kernel, busybox (about 97 MB of .debs;
+# without recommends, which would pull QEMU's GTK front end).
+vm_deps=(qemu-system-x86 linux-image-amd64 busybox-static)
+vm_missing=()
+for p in "${vm_deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#vm_missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]} ${vm_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}"
+  [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq "${missing[@]}"
+  [ ${#vm_missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${vm_missing[@]}"
 fi
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

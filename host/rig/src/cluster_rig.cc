@@ -210,6 +210,18 @@ Status ClusterRig::WriteModuleFolder(const fs::path& dir) const {
   if (Status s = WriteFile(dir / "conf" / "userconfig.xml", DefaultUserConfig(), rw); !s.ok()) {
     return s;
   }
+  if (!options_.library_module.empty()) {
+    const std::string& m = options_.module;
+    std::error_code ec;
+    fs::create_directories(dir / "lib", ec);
+    fs::copy_file(options_.library_module, dir / "lib" / (m + ".so"),
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return Status::IoError("cannot install " + options_.library_module.string() + " in " +
+                             dir.string() + ": " + ec.message());
+    }
+    return Status::Ok();
+  }
   std::map<std::string, std::string> scripts = {
       {"start_prim", StartPrim()},
       {"stop_prim", StopPrim()},

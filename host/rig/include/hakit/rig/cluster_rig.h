@@ -5,7 +5,8 @@
 //
 // The rig writes cluster.xml, the cluster key and one generic module ("demo")
 // whose bin/ scripts start and stop the sample application and note every
-// call in SAFEUSERVAR/calls.log. Everything it starts ends with it.
+// call in SAFEUSERVAR/calls.log, or, with RigOptions::library_module, a
+// module library in its place. Everything it starts ends with it.
 #pragma once
 
 #include <chrono>
@@ -54,6 +55,11 @@ struct RigOptions {
   // false: the nodes start without any module; the test installs `module`
   // itself (packages, deployment), e.g. from WriteModuleFolder(). Default true.
   bool write_module = true;
+  // A module library to install as the module's lib/NAME.so (copied) in
+  // place of the demo's bin/ scripts, e.g. build/modules/hyperv.so. Empty:
+  // the generic demo module. Its settings go in the userconfig.xml the test
+  // writes with WriteUserConfig (DefaultUserConfig() as a start).
+  std::filesystem::path library_module;
 };
 
 class ClusterRig {
