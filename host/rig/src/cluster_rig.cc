@@ -142,15 +142,22 @@ std::string ClusterRig::DefaultUserConfig() const {
     << "          <real_interface>\n"
     << "            <virtual_addr addr=\"" << Vip() << "\" where=\"one_side_alias\"/>\n"
     << "          </real_interface>\n        </interface>\n      </interface_list>\n    </vip>\n"
-    << "    <user nicestoptimeout=\"10\" forcestoptimeout=\"10\" logging=\"userlog\">\n"
-    << "      <var name=\"APP\" value=\"" << (options_.bin_dir / "hakit-demo-app").string()
-    << "\"/>\n"
-    << "      <var name=\"APP_PORT\" value=\"" << options_.app_port << "\"/>\n"
-    << "    </user>\n";
+    << "    <user nicestoptimeout=\"10\" forcestoptimeout=\"10\" logging=\"userlog\">\n";
+  std::map<std::string, std::string> vars = options_.vars;
+  if (options_.library.empty()) {
+    vars = {{"APP", (options_.bin_dir / "hakit-demo-app").string()},
+            {"APP_PORT", std::to_string(options_.app_port)}};
+  }
+  for (const auto& [name, value] : vars) {
+    x << "      <var name=\"" << name << "\" value=\"" << value << "\"/>\n";
+  }
+  x << "    </user>\n";
   if (options_.replicated) {
-    x << "    <rfs async=\"" << options_.replication_async << "\">\n"
-      << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n"
-      << "    </rfs>\n";
+    x << "    <rfs async=\"" << options_.replication_async << "\">\n";
+    if (options_.replicated_dir_in_userconfig) {
+      x << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n";
+    }
+    x << "    </rfs>\n";
   }
   x << "  </service>\n</safe>\n";
   return x.str();
@@ -202,6 +209,17 @@ Status ClusterRig::WriteNode(const std::string& node) {
   if (Status s = WriteFile(l.ClusterXml(), c.str(), rw); !s.ok()) return s;
   const std::string& m = options_.module;
   if (Status s = WriteFile(l.UserConfig(m), DefaultUserConfig(), rw); !s.ok()) return s;
+  if (!options_.library.empty()) {
+    std::error_code ec;
+    fs::create_directories(l.ModuleLib(m), ec);
+    fs::copy_file(options_.library, l.ModuleLib(m) / (m + ".so"),
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return Status::IoError("cannot install " + options_.library.string() + " in " +
+                             l.ModuleLib(m).string() + ": " + ec.message());
+    }
+    return Status::Ok();
+  }
   std::map<std::string, std::string> scripts = {
       {"start_prim", StartPrim()},
       {"stop_prim", StopPrim()},
@@ -218,6 +236,14 @@ Status ClusterRig::WriteUserConfig(const std::string& node, const std::string& t
   return WriteFile(LayoutOf(node).UserConfig(options_.module), text,
                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
                        fs::perms::others_read);
+}
+
+Status ClusterRig::SetUserVar(const std::string& name, const std::string& value) {
+  options_.vars[name] = value;
+  for (const auto& node : nodes()) {
+    if (Status s = WriteUserConfig(node, DefaultUserConfig()); !s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status ClusterRig::WriteScript(const std::string& node, const std::string& name,
@@ -329,6 +355,9 @@ Status ClusterRig::PowerCut(const std::string& node) {
   Status first;
   if (daemons_.count(node)) first = KillDaemon(node);
   if (auto pid = AppPid(node)) ::kill(*pid, SIGKILL);
+  if (!options_.library.empty()) {
+    if (Status s = bed_->KillAll(node); !s.ok() && first.ok()) first = s;
+  }
   return first;
 }
 

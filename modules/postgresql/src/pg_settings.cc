@@ -1,0 +1,139 @@
+#include "pg_settings.h"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+namespace hakit::postgresql {
+namespace {
+
+using sdk::Result;
+using sdk::Status;
+
+std::string Get(const std::map<std::string, std::string>& vars, const std::string& name,
+                const std::string& fallback) {
+  auto it = vars.find(name);
+  return it == vars.end() || it->second.empty() ? fallback : it->second;
+}
+
+// "userconfig.xml <var PGPORT>: ..." so that the operator knows where to look.
+Status Bad(const std::string& userconfig, const std::string& var, const std::string& what) {
+  return Status::InvalidArgument(userconfig + ": <var name=\"" + var + "\">: " + what);
+}
+
+Status CheckExecutable(const std::string& userconfig, const std::string& path,
+                       const PgSettings& s) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status::NotFound(userconfig + ": PostgreSQL " + s.version + " binary " + path +
+                            " is missing (install postgresql-" + s.version +
+                            ", or set PGBIN or PGVERSION)");
+  }
+  if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
+    return Status::InvalidArgument(userconfig + ": " + path + " is not an executable file (PGBIN)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<PgSettings> ParseSettings(const std::map<std::string, std::string>& vars,
+                                 const std::string& userconfig, const sdk::ModulePaths& paths) {
+  PgSettings s;
+  s.version = Get(vars, "PGVERSION", s.version);
+  if (s.version.find_first_not_of("0123456789.") != std::string::npos || s.version[0] == '.') {
+    return Bad(userconfig, "PGVERSION", "\"" + s.version + "\" is not a version (e.g. 15)");
+  }
+  s.bin_dir = Get(vars, "PGBIN", "/usr/lib/postgresql/" + s.version + "/bin");
+  s.data_dir = Get(vars, "PGDATA", "/var/lib/postgresql/" + s.version + "/main");
+  s.os_user = Get(vars, "PGOSUSER", s.os_user);
+  s.listen = Get(vars, "PGLISTEN", s.listen);
+  s.socket_dir = Get(vars, "PGSOCKETDIR", s.socket_dir);
+  s.config_file = Get(vars, "PGCONFIG", "");
+  s.log_file = Get(vars, "PGLOG", paths.log_dir + "/postgresql.log");
+
+  for (auto [var, value] : {std::pair{"PGBIN", &s.bin_dir}, {"PGDATA", &s.data_dir},
+                            {"PGSOCKETDIR", &s.socket_dir}, {"PGLOG", &s.log_file}}) {
+    if (value->empty() || (*value)[0] != '/') {
+      return Bad(userconfig, var, "\"" + *value + "\" is not an absolute path");
+    }
+    while (value->size() > 1 && value->back() == '/') value->pop_back();
+  }
+  if (!s.config_file.empty() && s.config_file[0] != '/') {
+    return Bad(userconfig, "PGCONFIG", "\"" + s.config_file + "\" is not an absolute path");
+  }
+  // The values go into pg_ctl's -o, which a shell splits: keep quotes out.
+  for (auto [var, value] : {std::pair{"PGDATA", &s.data_dir}, {"PGLISTEN", &s.listen},
+                            {"PGSOCKETDIR", &s.socket_dir}, {"PGCONFIG", &s.config_file}}) {
+    if (value->find_first_of("'\"\\\n") != std::string::npos) {
+      return Bad(userconfig, var, "quotes, backslashes and newlines are not allowed");
+    }
+  }
+  std::string port = Get(vars, "PGPORT", "5432");
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
+    return Bad(userconfig, "PGPORT", "\"" + port + "\" is not a TCP port (1-65535)");
+  }
+  s.port = static_cast<int>(p);
+
+  std::vector<char> buf(16384);
+  passwd pw;
+  passwd* found = nullptr;
+  int err = ::getpwnam_r(s.os_user.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (found == nullptr) {
+    return Bad(userconfig, "PGOSUSER",
+               "system user \"" + s.os_user + "\" " +
+                   (err != 0 ? std::string("cannot be looked up: ") + std::strerror(err)
+                             : std::string("does not exist on this node")));
+  }
+  s.uid = pw.pw_uid;
+  s.gid = pw.pw_gid;
+
+  if (Status st = CheckExecutable(userconfig, s.PgCtl(), s); !st.ok()) return st;
+  if (Status st = CheckExecutable(userconfig, s.Postgres(), s); !st.ok()) return st;
+  return s;
+}
+
+Status CheckDataDir(const PgSettings& s) {
+  struct stat st;
+  if (::stat(s.data_dir.c_str(), &st) != 0) {
+    int err = errno;
+    return Status::NotFound("data directory " + s.data_dir + " (PGDATA): " + std::strerror(err));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("data directory " + s.data_dir + " (PGDATA) is not a directory");
+  }
+  if (st.st_uid != s.uid) {
+    return Status::InvalidArgument("data directory " + s.data_dir + " is owned by uid " +
+                                   std::to_string(st.st_uid) + ", not by " + s.os_user + " (uid " +
+                                   std::to_string(s.uid) + "): chown -R " + s.os_user + " " +
+                                   s.data_dir);
+  }
+  if ((st.st_mode & 027) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    return Status::InvalidArgument("data directory " + s.data_dir + " has mode " + mode +
+                                   "; PostgreSQL needs 0700 or 0750: chmod 0700 " + s.data_dir);
+  }
+  std::ifstream in(s.data_dir + "/PG_VERSION");
+  std::string version;
+  if (!(in >> version)) {
+    return Status::NotFound("data directory " + s.data_dir +
+                            " is not initialised (no PG_VERSION): run initdb -D " + s.data_dir +
+                            " as " + s.os_user);
+  }
+  if (version != s.version) {
+    return Status::InvalidArgument("data directory " + s.data_dir + " belongs to PostgreSQL " +
+                                   version + ", the module is configured for " + s.version +
+                                   " (PGVERSION)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace hakit::postgresql

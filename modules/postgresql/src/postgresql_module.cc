@@ -1,0 +1,298 @@
+// The PostgreSQL module: makes one PostgreSQL cluster (a data directory)
+// highly available. The data directory is replicated; the server runs on the
+// primary only, started with pg_ctl as the configured system user, stopped
+// with `pg_ctl stop -m fast` and, on the forced second call, `-m immediate`
+// (then SIGKILL of the postmaster if even that did not end it). Crash
+// recovery on the new primary replays the WAL that replication carried, so
+// every commit acknowledged to a client is there after a failover.
+//
+// Settings: pg_settings.h. This library sees only the SDK.
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "hakit/sdk/export.h"
+#include "hakit/sdk/host_context.h"
+#include "hakit/sdk/module.h"
+#include "hakit/sdk/status.h"
+#include "pg_settings.h"
+
+namespace hakit::postgresql {
+namespace {
+
+using namespace std::chrono_literals;
+using sdk::Status;
+
+constexpr std::chrono::milliseconds kDefaultTimeout = 300s;
+
+std::string Millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+std::string ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+// ECMAScript regex matching `text` literally.
+std::string RegexQuote(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// The last `n` lines of a file, for error messages (why did the server not
+// start: the answer is in its log).
+std::string Tail(const std::string& path, std::size_t n) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  std::string out;
+  for (const auto& l : lines) out += (out.empty() ? "" : " | ") + l;
+  return out;
+}
+
+class PostgresModule : public sdk::Module {
+ public:
+  explicit PostgresModule(PgSettings s) : s_(std::move(s)) {}
+
+  sdk::Status Describe(sdk::ModuleDescription* out) override {
+    sdk::ReplicatedDirSpec dir;
+    dir.path = s_.data_dir;
+    // Statistics scratch files, rebuilt at start (PostgreSQL documents the
+    // directory as safe to lose).
+    dir.not_replicated = {"pg_stat_tmp"};
+    out->replicated_dirs.push_back(dir);
+
+    // The postmaster is the one postgres process started with -D PGDATA
+    // (backends rewrite their command line to "postgres: ...").
+    sdk::CheckerSpec proc;
+    proc.kind = "process";
+    proc.ident = "postmaster";
+    proc.params = {{"name", "postgres"},
+                   {"argregex", "-D \"?" + RegexQuote(s_.data_dir) + "\"?( |$)"},
+                   {"atleast", "1"},
+                   {"atmax", "1"}};
+    proc.action = "restart";
+    out->checkers.push_back(proc);
+
+    sdk::CheckerSpec tcp;
+    tcp.kind = "tcp";
+    tcp.ident = "postgresql_port";
+    tcp.params = {{"addr", CheckAddress()}, {"port", std::to_string(s_.port)}};
+    tcp.action = "restart";
+    out->checkers.push_back(tcp);
+    return Status::Ok();
+  }
+
+  sdk::Status RunHook(sdk::Hook hook, const sdk::HookArgs& args, sdk::HostContext& host) override {
+    Status st;
+    switch (hook) {
+      case sdk::Hook::kStartPrim: st = Start(args, host); break;
+      case sdk::Hook::kStopPrim: st = Stop(args, host); break;
+      default: return Status::Ok();  // nothing runs on the secondary
+    }
+    if (!st.ok()) host.Log(sdk::LogLevel::kError, st.message());
+    return st;
+  }
+
+ private:
+  // Where the tcp checker connects: the loopback unless the server listens
+  // only on given addresses, then the first of them.
+  std::string CheckAddress() const {
+    std::string first = s_.listen.substr(0, s_.listen.find(','));
+    while (!first.empty() && first.front() == ' ') first.erase(0, 1);
+    while (!first.empty() && first.back() == ' ') first.pop_back();
+    if (first.empty() || first == "*" || first == "0.0.0.0" || first == "localhost") return "127.0.0.1";
+    if (first == "::") return "::1";
+    return first;
+  }
+
+  static std::chrono::milliseconds Budget(const sdk::HookArgs& args) {
+    return args.timeout.count() > 0 ? args.timeout : kDefaultTimeout;
+  }
+
+  // pg_ctl's own -t, a little under the hook's budget so that pg_ctl
+  // reports the timeout itself rather than being killed.
+  static std::string PgCtlSeconds(std::chrono::milliseconds budget) {
+    auto s = std::chrono::duration_cast<std::chrono::seconds>(budget).count() - 1;
+    return std::to_string(s < 1 ? 1 : s);
+  }
+
+  // The command line run as PGOSUSER: setpriv drops root's identity (the
+  // server refuses to run as root), directly when hakitd already is that user.
+  std::vector<std::string> AsUser(std::vector<std::string> argv) const {
+    if (::geteuid() == s_.uid) return argv;
+    std::vector<std::string> out = {"setpriv", "--reuid=" + std::to_string(s_.uid),
+                                    "--regid=" + std::to_string(s_.gid), "--init-groups", "--"};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+
+  sdk::CommandResult RunPgCtl(sdk::HostContext& host, std::vector<std::string> argv,
+                              std::chrono::milliseconds timeout) {
+    sdk::Command c;
+    c.argv = AsUser(std::move(argv));
+    c.timeout = timeout;
+    // The user may not be allowed into the module directory.
+    c.working_dir = "/";
+    c.log_output = true;
+    return host.RunCommand(c);
+  }
+
+  static std::string Outcome(const std::string& what, const sdk::CommandResult& r) {
+    using O = sdk::CommandResult::Outcome;
+    switch (r.outcome) {
+      case O::kExited:
+        return what + " exited with code " + std::to_string(r.exit_code) + " after " +
+               Millis(r.duration);
+      case O::kSignaled:
+        return what + " was killed by signal " + std::to_string(r.signal);
+      case O::kTimedOut:
+        return what + " did not finish within its timeout and was killed";
+      case O::kFailedToStart:
+        return what + " could not be started: " + r.error;
+    }
+    return what + " failed";
+  }
+
+  // The postmaster of PGDATA on this node, from postmaster.pid, or 0. The
+  // process must be a postgres whose working directory is PGDATA in our own
+  // network and mount namespaces: a stale pid file (a crash) may name a pid
+  // reused since, and on a shared kernel the peer's postmaster, seen through
+  // its replicated pid file, is not ours.
+  pid_t PostmasterPid() const {
+    std::ifstream in(s_.data_dir + "/postmaster.pid");
+    long pid = 0;
+    if (!(in >> pid) || pid <= 0) return 0;
+    std::string proc = "/proc/" + std::to_string(pid);
+    std::ifstream comm(proc + "/comm");
+    std::string name;
+    if (!(comm >> name) || name != "postgres") return 0;
+    std::ifstream status(proc + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) return 0;
+    }
+    for (const char* ns : {"/ns/net", "/ns/mnt"}) {
+      if (ReadLink(proc + ns) != ReadLink(std::string("/proc/self") + ns)) return 0;
+    }
+    // The postmaster's working directory is PGDATA, symlinks resolved.
+    char real[PATH_MAX];
+    std::string data = ::realpath(s_.data_dir.c_str(), real) != nullptr ? real : s_.data_dir;
+    if (ReadLink(proc + "/cwd") != data) return 0;
+    return static_cast<pid_t>(pid);
+  }
+
+  // The socket directory and the log file, which the server (not root) writes.
+  Status PrepareFiles() {
+    struct stat st;
+    if (::stat(s_.socket_dir.c_str(), &st) != 0) {
+      if (::mkdir(s_.socket_dir.c_str(), 02775) != 0 ||
+          ::chown(s_.socket_dir.c_str(), s_.uid, s_.gid) != 0) {
+        return Status::IoError("cannot create the socket directory " + s_.socket_dir +
+                               " (PGSOCKETDIR): " + std::strerror(errno));
+      }
+    } else if (!S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument(s_.socket_dir + " (PGSOCKETDIR) is not a directory");
+    }
+    if (::stat(s_.log_file.c_str(), &st) != 0) {
+      std::ofstream create(s_.log_file, std::ios::app);
+      if (!create) return Status::IoError("cannot create the server log " + s_.log_file + " (PGLOG)");
+    }
+    if (::stat(s_.log_file.c_str(), &st) == 0 && st.st_uid != s_.uid &&
+        ::chown(s_.log_file.c_str(), s_.uid, s_.gid) != 0) {
+      return Status::IoError("cannot give the server log " + s_.log_file + " to " + s_.os_user +
+                             ": " + std::strerror(errno));
+    }
+    return Status::Ok();
+  }
+
+  Status Start(const sdk::HookArgs& args, sdk::HostContext& host) {
+    if (Status st = CheckDataDir(s_); !st.ok()) return st;
+    if (Status st = PrepareFiles(); !st.ok()) return st;
+    if (pid_t pid = PostmasterPid()) {
+      host.Log(sdk::LogLevel::kInfo, "PostgreSQL already runs on " + s_.data_dir + " (pid " +
+                                         std::to_string(pid) + ")");
+      return Status::Ok();
+    }
+    std::string options = "-p " + std::to_string(s_.port) + " -k '" + s_.socket_dir +
+                          "' -c listen_addresses='" + s_.listen + "'";
+    if (!s_.config_file.empty()) options += " -c config_file='" + s_.config_file + "'";
+    auto budget = Budget(args);
+    host.Log(sdk::LogLevel::kInfo, "starting PostgreSQL " + s_.version + " on " + s_.data_dir +
+                                       ", port " + std::to_string(s_.port) + ", as " + s_.os_user);
+    sdk::CommandResult r = RunPgCtl(
+        host, {s_.PgCtl(), "start", "-D", s_.data_dir, "-w", "-t", PgCtlSeconds(budget), "-l",
+               s_.log_file, "-o", options},
+        budget);
+    if (!r.ok()) {
+      return Status::Failed(Outcome("pg_ctl start", r) + "; server log " + s_.log_file + ": " +
+                            Tail(s_.log_file, 5));
+    }
+    host.Log(sdk::LogLevel::kInfo, "PostgreSQL started (pid " + std::to_string(PostmasterPid()) +
+                                       ") after " + Millis(r.duration));
+    return Status::Ok();
+  }
+
+  Status Stop(const sdk::HookArgs& args, sdk::HostContext& host) {
+    pid_t pid = PostmasterPid();
+    if (pid == 0) {
+      host.Log(sdk::LogLevel::kInfo, "PostgreSQL is not running on " + s_.data_dir);
+      return Status::Ok();
+    }
+    const std::string mode = args.force ? "immediate" : "fast";
+    auto budget = Budget(args);
+    host.Log(sdk::LogLevel::kInfo,
+             "stopping PostgreSQL (pid " + std::to_string(pid) + ", mode " + mode + ")");
+    sdk::CommandResult r = RunPgCtl(
+        host, {s_.PgCtl(), "stop", "-D", s_.data_dir, "-m", mode, "-w", "-t", PgCtlSeconds(budget)},
+        budget);
+    if (r.ok()) {
+      host.Log(sdk::LogLevel::kInfo, "PostgreSQL stopped after " + Millis(r.duration));
+      return Status::Ok();
+    }
+    if (!args.force) return Status::Failed(Outcome("pg_ctl stop -m fast", r));
+    // Forced and even an immediate shutdown failed: kill the postmaster;
+    // its backends notice its death and exit.
+    host.Log(sdk::LogLevel::kWarning, Outcome("pg_ctl stop -m immediate", r) +
+                                          ": killing the postmaster (pid " + std::to_string(pid) +
+                                          ") with SIGKILL");
+    ::kill(pid, SIGKILL);
+    for (int i = 0; i < 100 && PostmasterPid() == pid; ++i) std::this_thread::sleep_for(50ms);
+    if (PostmasterPid() == pid) {
+      return Status::Failed("the postmaster (pid " + std::to_string(pid) + ") survived SIGKILL");
+    }
+    return Status::Ok();
+  }
+
+  PgSettings s_;
+};
+
+sdk::Result<std::unique_ptr<sdk::Module>> MakePostgresModule(const sdk::ModuleSettings& settings) {
+  auto s = ParseSettings(settings.vars, settings.userconfig_path, settings.paths);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<sdk::Module>(std::make_unique<PostgresModule>(std::move(*s)));
+}
+
+}  // namespace
+}  // namespace hakit::postgresql
+
+HAKIT_MODULE_EXPORT(hakit::postgresql::MakePostgresModule)

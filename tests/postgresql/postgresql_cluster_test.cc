@@ -1,0 +1,357 @@
+// PostgreSQL made highly available by the module library, end to end: two
+// real hakitd in network namespaces (ClusterRig) load modules/postgresql.so;
+// PGDATA, initdb'ed by the test, is the replicated dir the library declares;
+// a client in the client namespace (hakit-pg-client, libpq) commits numbered
+// transactions through the VIP and ledgers every acknowledged commit.
+//
+// Enabled today: the server runs through the module on the primary and every
+// commit goes through the replicated PGDATA. DISABLED_ until full
+// synchronisation lands (see each test): failover after power cuts of the
+// primary at random moments (HAKIT_PG_ROUNDS rounds, default 3, one fresh rig
+// each; delay 300-1500 ms from a generator seeded with the round +
+// HAKIT_PG_SEED) with every ledgered commit served by the other node; a swap
+// under load; the old primary's return and reintegration. Run them with
+// --gtest_also_run_disabled_tests.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pg_test_util.h"
+#include "rig_test.h"
+
+namespace hakit::rig {
+namespace {
+
+namespace fs = std::filesystem;
+using cluster::State;
+using namespace std::chrono_literals;
+
+using pgtest::kPgBin;
+constexpr const char* kModule = "postgresql";
+
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  return (end != nullptr && *end == '\0' && n >= 0) ? static_cast<int>(n) : fallback;
+}
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The numbers of the complete lines (a line cut short is no acknowledgement).
+std::vector<long> Numbers(const std::string& text) {
+  std::vector<long> out;
+  std::size_t pos = 0;
+  for (std::size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    out.push_back(std::strtol(text.substr(pos, nl - pos).c_str(), nullptr, 10));
+  }
+  return out;
+}
+
+class PostgresClusterTest : public RigTest {
+ protected:
+  // initdb once for the binary; every round starts both nodes from a copy.
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0 || !fs::exists(std::string(kPgBin) + "/initdb")) return;
+    template_ = "/tmp/hakit-pgtpl-" + std::to_string(::getpid());
+    fs::remove_all(template_);
+    if (Status s = pgtest::InitDbTemplate(template_); !s.ok()) template_error_ = s.message();
+  }
+
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    if (!template_.empty()) fs::remove_all(template_, ec);
+  }
+
+  void SetUp() override {
+    RigTest::SetUp();
+    if (IsSkipped()) return;
+    if (!HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
+    if (!fs::exists(std::string(kPgBin) + "/initdb")) GTEST_SKIP() << "postgresql-15 missing";
+    ASSERT_EQ(template_error_, "");
+  }
+
+  void TearDown() override { StopClient(); }
+
+  std::string StateDump(const std::string& node) {
+    auto m = rig_->ModuleState(node);
+    return m.ok() ? m->dump() : m.status().message();
+  }
+
+  std::string DataStatus(const std::string& node) {
+    auto m = rig_->ModuleState(node);
+    if (!m.ok()) return "";
+    return m->value("details", nlohmann::json::object()).value("data", "");
+  }
+
+  // A fresh rig with the module library, both nodes' PGDATA a copy of the
+  // template, both started and paired (with `in_sync`: the secondary's copy
+  // complete), replication running; the table created through the VIP.
+  void StartPair(bool in_sync) {
+    RigOptions o;
+    o.module = kModule;
+    o.replicated = true;
+    o.replicated_dir_in_userconfig = false;  // the library declares PGDATA
+    o.library = HAKIT_BINARY_DIR "/modules/postgresql.so";
+    MakeRig(o);
+    // userconfig.xml is the same on both nodes; %SAFEUSERVAR% gives each
+    // node a socket directory of its own, as separate machines would have.
+    ASSERT_TRUE(rig_->SetUserVar("PGDATA", rig_->ReplicatedDir()).ok());
+    ASSERT_TRUE(rig_->SetUserVar("PGSOCKETDIR", "%SAFEUSERVAR%/pgsock").ok());
+    for (const auto& n : rig_->nodes()) {
+      Status copied = pgtest::CopyTemplate(template_, rig_->DataDir(n));
+      ASSERT_TRUE(copied.ok()) << copied.message();
+    }
+    StartBoth();
+    auto logs = [&] {
+      return ReadFile(rig_->LayoutOf("node1").ModuleLog(kModule)) +
+             ReadFile(rig_->LayoutOf("node2").ModuleLog(kModule));
+    };
+    if (in_sync) {
+      auto paired = rig_->WaitPaired(30s);
+      ASSERT_TRUE(paired.ok()) << paired.status().message() << "\n" << logs();
+      prim_ = *paired;
+    } else {
+      ASSERT_TRUE(WaitFor(
+          [&] {
+            State a = rig_->StateOf("node1"), b = rig_->StateOf("node2");
+            prim_ = a == State::kPrim && b == State::kSecond   ? "node1"
+                    : b == State::kPrim && a == State::kSecond ? "node2"
+                                                               : "";
+            return !prim_.empty();
+          },
+          30s))
+          << logs();
+    }
+    second_ = rig_->Peer(prim_);
+    ASSERT_TRUE(WaitReplication(prim_, "replicating", 10s)) << Replication(prim_).dump();
+    ASSERT_TRUE(WaitReplication(second_, "connected", 10s)) << Replication(second_).dump();
+    auto made = Sql("CREATE TABLE t(i bigint PRIMARY KEY)");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+  }
+
+  // One psql statement from the client namespace through the VIP.
+  Result<std::string> Sql(const std::string& sql) {
+    auto r = rig_->bed().RunIn(rig_->bed().ClientNamespace(),
+                               {std::string(kPgBin) + "/psql", "-X", "-At", "-h", rig_->Vip(),
+                                "-U", "postgres", "-d", "postgres", "-c", sql},
+                               20s);
+    if (!r.ok()) return r.status();
+    if (r->status.code != 0) return Status::Failed("psql: " + r->output);
+    return r->output;
+  }
+
+  void StartClient() {
+    ledger_ = rig_->work_dir() / "ledger.txt";
+    errors_ = rig_->work_dir() / "client.err";
+    testbed::SpawnOptions o;
+    o.netns = rig_->bed().ClientNamespace();
+    o.argv = {HAKIT_BINARY_DIR "/bin/hakit-pg-client",
+              "host=" + rig_->Vip() + " port=5432 user=postgres dbname=postgres", "0"};
+    o.stdout_path = ledger_.string();
+    o.stderr_path = errors_.string();
+    auto c = rig_->bed().Spawn(o);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    client_ = *c;
+  }
+
+  void StopClient() {
+    if (client_ <= 0 || !rig_) return;
+    rig_->bed().KillGroup(client_, SIGKILL);
+    rig_->bed().WaitExit(client_, 10s);
+    client_ = -1;
+  }
+
+  std::size_t Acked() { return Numbers(ReadFile(ledger_)).size(); }
+
+  // Waits until the client has `n` more acknowledged commits than now.
+  bool WaitCommits(std::size_t n, std::chrono::milliseconds wait) {
+    std::size_t base = Acked();
+    return WaitFor([&] { return Acked() >= base + n; }, wait);
+  }
+
+  // Every ledgered number is a row of t, served through the VIP.
+  void ExpectLedgerServed(const std::string& context) {
+    std::vector<long> ledger = Numbers(ReadFile(ledger_));
+    ASSERT_FALSE(ledger.empty()) << context << ": nothing committed: " << ReadFile(errors_);
+    EXPECT_TRUE(std::is_sorted(ledger.begin(), ledger.end()));
+    auto rows = Sql("SELECT i FROM t ORDER BY i");
+    ASSERT_TRUE(rows.ok()) << context << ": " << rows.status().message();
+    std::vector<long> got = Numbers(*rows);
+    std::set<long> present(got.begin(), got.end());
+    std::vector<long> lost;
+    for (long i : ledger) {
+      if (!present.count(i)) lost.push_back(i);
+    }
+    EXPECT_TRUE(lost.empty()) << context << ": LOST " << lost.size() << " of " << ledger.size()
+                              << " acknowledged commits, first " << lost.front();
+    // Rows beyond the ledger are commits whose acknowledgement the cut
+    // swallowed: the client tried them, so they are below its last number + 2.
+    EXPECT_LE(got.size(), ledger.size() + 10) << context;
+    std::printf("[ %s ] %zu acknowledged, %zu rows served\n", context.c_str(), ledger.size(),
+                got.size());
+  }
+
+  // Power cuts of the primary at random moments, one fresh rig per round;
+  // the secondary takes over by itself.
+  void PowerCutRounds() {
+    const int rounds = EnvInt("HAKIT_PG_ROUNDS", 3);
+    for (int round = 0; round < rounds; ++round) {
+      SCOPED_TRACE("round " + std::to_string(round));
+      ASSERT_NO_FATAL_FAILURE(StartPair(/*in_sync=*/true));
+      ASSERT_NO_FATAL_FAILURE(StartClient());
+      ASSERT_TRUE(WaitCommits(1, 15s)) << ReadFile(errors_);
+      const auto delay = Delay(round);
+      std::this_thread::sleep_for(delay);
+      ASSERT_TRUE(rig_->PowerCut(prim_).ok());
+      const std::size_t at_cut = Acked();
+      Status alone = rig_->WaitState(second_, State::kAlone, 30s);
+      ASSERT_TRUE(alone.ok()) << alone.message() << "\n" << StateDump(second_);
+      // The other node's server answers through the VIP: the client commits again.
+      ASSERT_TRUE(WaitCommits(5, 30s)) << ReadFile(errors_) << "\n" << ServerLog(second_);
+      StopClient();
+      // It started from the dead primary's files: crash recovery, not a clean start.
+      EXPECT_NE(ServerLog(second_).find("automatic recovery in progress"), std::string::npos)
+          << ServerLog(second_);
+      ExpectLedgerServed("round " + std::to_string(round) + ", cut of " + prim_ + " after " +
+                         std::to_string(delay.count()) + " ms, " + std::to_string(at_cut) +
+                         " acknowledged before the cut");
+      rig_.reset();
+      if (HasFailure()) break;
+    }
+  }
+
+  std::chrono::milliseconds Delay(int round) {
+    std::mt19937 gen(static_cast<std::uint32_t>(round + EnvInt("HAKIT_PG_SEED", 0)));
+    std::uniform_int_distribution<int> d(300, 1500);
+    return std::chrono::milliseconds(d(gen));
+  }
+
+  std::string ServerLog(const std::string& node) {
+    return ReadFile(rig_->LayoutOf(node).ModuleLogDir(kModule) / "postgresql.log");
+  }
+
+  static fs::path template_;
+  static std::string template_error_;
+  std::string prim_, second_;
+  fs::path ledger_, errors_;
+  pid_t client_ = -1;
+};
+
+fs::path PostgresClusterTest::template_;
+std::string PostgresClusterTest::template_error_;
+
+// What works today: hakitd loads the library, mounts the replicated dir it
+// declares (PGDATA) and starts PostgreSQL there as user postgres; the client
+// commits through the VIP and every change made while paired goes to the
+// secondary.
+TEST_F(PostgresClusterTest, ServesCommitsThroughTheVipWhileReplicatingPgdata) {
+  ASSERT_NO_FATAL_FAILURE(StartPair(/*in_sync=*/false));
+  auto mounts = rig_->RunInDaemon(prim_, {"cat", "/proc/self/mounts"});
+  ASSERT_TRUE(mounts.ok()) << mounts.status().message();
+  EXPECT_NE(mounts->output.find(rig_->ReplicatedDir() + " fuse"), std::string::npos)
+      << mounts->output;
+  auto ps = rig_->RunInDaemon(prim_, {"ps", "-o", "user=,args=", "-C", "postgres"});
+  ASSERT_TRUE(ps.ok()) << ps.status().message();
+  EXPECT_NE(ps->output.find("postgres -D " + rig_->ReplicatedDir()), std::string::npos)
+      << ps->output;
+  EXPECT_EQ(ps->output.rfind("postgres ", 0), 0u) << "not run as user postgres: " << ps->output;
+
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_TRUE(WaitCommits(200, 30s)) << ReadFile(errors_) << "\n" << ServerLog(prim_);
+  const auto acked = Replication(prim_).value("acked_received", 0);
+  EXPECT_GT(acked, 200) << Replication(prim_).dump();
+  EXPECT_EQ(Replication(prim_).value("state", ""), "replicating") << Replication(prim_).dump();
+  EXPECT_EQ(Replication(second_).value("state", ""), "connected") << Replication(second_).dump();
+  EXPECT_EQ(rig_->StateOf(second_), State::kSecond);
+  StopClient();
+  ExpectLedgerServed("through the VIP on " + prim_);
+}
+
+// DISABLED until full synchronisation lands. The primary always starts
+// ALONE, and PostgreSQL writes at start-up (pg_control "in production",
+// postmaster.pid, ...) before the secondary connects; without a full sync the
+// secondary's copy is rightly marked incomplete and never takes over on its
+// own. (Forcing it with `hakit prim` serves a copy whose pg_control still
+// says "shut down" at initdb time: no WAL replay, commits invisible.) Once the
+// pair reaches PRIM/SECOND with an up-to-date secondary, this runs as is.
+TEST_F(PostgresClusterTest, DISABLED_NoAcknowledgedCommitIsLostWhenThePrimaryLosesPower) {
+  PowerCutRounds();
+}
+
+// A swap while the client commits: PostgreSQL stops (fast) on the primary and
+// starts on the secondary, which held every change; nothing acknowledged is lost.
+TEST_F(PostgresClusterTest, DISABLED_SwapUnderLoadLosesNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartPair(true));
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_TRUE(WaitCommits(20, 15s)) << ReadFile(errors_);
+  auto r = rig_->Command(prim_, "swap");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->exit_code, 0) << r->error;
+  ASSERT_TRUE(rig_->WaitState(second_, State::kPrim, 30s).ok()) << StateDump(second_);
+  ASSERT_TRUE(rig_->WaitState(prim_, State::kSecond, 30s).ok()) << StateDump(prim_);
+  ASSERT_TRUE(WaitCommits(20, 30s)) << ReadFile(errors_) << "\n" << ServerLog(second_);
+  StopClient();
+  // A clean handover: the new primary's server found a cleanly shut down cluster.
+  EXPECT_EQ(ServerLog(second_).find("automatic recovery in progress"), std::string::npos)
+      << ServerLog(second_);
+  ExpectLedgerServed("swap " + prim_ + " -> " + second_);
+}
+
+// DISABLED until full synchronisation / reintegration lands: today a node that
+// comes back after a power cut stays stale (WAIT) and never pairs again.
+// Then: the old primary returns while the client keeps committing, is
+// reintegrated as SECOND (only what changed copied), takes the primary role
+// back by a swap under load, and every acknowledged commit is served.
+TEST_F(PostgresClusterTest, DISABLED_OldPrimaryReintegratesAndTakesOverAgainUnderLoad) {
+  ASSERT_NO_FATAL_FAILURE(StartPair(true));
+  ASSERT_NO_FATAL_FAILURE(StartClient());
+  ASSERT_TRUE(WaitCommits(20, 15s)) << ReadFile(errors_);
+  std::this_thread::sleep_for(Delay(7));
+  const std::string first = prim_;
+  ASSERT_TRUE(rig_->PowerCut(first).ok());
+  ASSERT_TRUE(rig_->WaitState(second_, State::kAlone, 30s).ok()) << StateDump(second_);
+  ASSERT_TRUE(WaitCommits(20, 30s)) << ReadFile(errors_);
+
+  ASSERT_TRUE(rig_->RestoreNetwork(first).ok());
+  ASSERT_TRUE(rig_->StartDaemon(first).ok());
+  auto start = rig_->Command(first, "start");
+  ASSERT_TRUE(start.ok()) << start.status().message();
+  auto paired = rig_->WaitPaired(120s);
+  ASSERT_TRUE(paired.ok()) << paired.status().message() << "\n" << StateDump(first);
+  EXPECT_EQ(*paired, second_);
+  // Reintegration copied what changed, not the whole data dir.
+  auto events = History(second_);
+  bool partial = std::any_of(events.begin(), events.end(), [](const history::Event& e) {
+    return e.kind == "reintegration" && e.reason.find("full") == std::string::npos;
+  });
+  EXPECT_TRUE(partial) << "no partial reintegration recorded on " << second_;
+  ASSERT_TRUE(WaitCommits(20, 30s)) << ReadFile(errors_);
+
+  auto r = rig_->Command(second_, "swap");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->exit_code, 0) << r->error;
+  ASSERT_TRUE(rig_->WaitState(first, State::kPrim, 30s).ok()) << StateDump(first);
+  ASSERT_TRUE(WaitCommits(20, 30s)) << ReadFile(errors_) << "\n" << ServerLog(first);
+  StopClient();
+  ExpectLedgerServed("reintegration of " + first + " and swap back");
+}
+
+}  // namespace
+}  // namespace hakit::rig
