@@ -1,13 +1,6 @@
 #include "pg_settings.h"
 
-#include <pwd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <fstream>
-#include <vector>
 
 namespace hakit::postgresql {
 namespace {
@@ -26,20 +19,6 @@ Status Bad(const std::string& userconfig, const std::string& var, const std::str
   return Status::InvalidArgument(userconfig + ": <var name=\"" + var + "\">: " + what);
 }
 
-Status CheckExecutable(const std::string& userconfig, const std::string& path,
-                       const PgSettings& s) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return Status::NotFound(userconfig + ": PostgreSQL " + s.version + " binary " + path +
-                            " is missing (install postgresql-" + s.version +
-                            ", or set PGBIN or PGVERSION)");
-  }
-  if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
-    return Status::InvalidArgument(userconfig + ": " + path + " is not an executable file (PGBIN)");
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 Result<PgSettings> ParseSettings(const std::map<std::string, std::string>& vars,
@@ -51,7 +30,7 @@ Result<PgSettings> ParseSettings(const std::map<std::string, std::string>& vars,
   }
   s.bin_dir = Get(vars, "PGBIN", "/usr/lib/postgresql/" + s.version + "/bin");
   s.data_dir = Get(vars, "PGDATA", "/var/lib/postgresql/" + s.version + "/main");
-  s.os_user = Get(vars, "PGOSUSER", s.os_user);
+  const std::string os_user = Get(vars, "PGOSUSER", "postgres");
   s.listen = Get(vars, "PGLISTEN", s.listen);
   s.socket_dir = Get(vars, "PGSOCKETDIR", s.socket_dir);
   s.config_file = Get(vars, "PGCONFIG", "");
@@ -82,51 +61,28 @@ Result<PgSettings> ParseSettings(const std::map<std::string, std::string>& vars,
   }
   s.port = static_cast<int>(p);
 
-  std::vector<char> buf(16384);
-  passwd pw;
-  passwd* found = nullptr;
-  int err = ::getpwnam_r(s.os_user.c_str(), &pw, buf.data(), buf.size(), &found);
-  if (found == nullptr) {
-    return Bad(userconfig, "PGOSUSER",
-               "system user \"" + s.os_user + "\" " +
-                   (err != 0 ? std::string("cannot be looked up: ") + std::strerror(err)
-                             : std::string("does not exist on this node")));
-  }
-  s.uid = pw.pw_uid;
-  s.gid = pw.pw_gid;
+  auto user = modules::LookupUser(os_user);
+  if (!user.ok()) return Bad(userconfig, "PGOSUSER", user.status().message());
+  s.user = *user;
 
-  if (Status st = CheckExecutable(userconfig, s.PgCtl(), s); !st.ok()) return st;
-  if (Status st = CheckExecutable(userconfig, s.Postgres(), s); !st.ok()) return st;
+  const std::string hint = "install postgresql-" + s.version + ", or set PGBIN or PGVERSION in " +
+                           userconfig;
+  for (const std::string& exe : {s.PgCtl(), s.Postgres()}) {
+    if (Status st = modules::CheckExecutable(exe, hint); !st.ok()) {
+      return st.WithContext("PostgreSQL " + s.version);
+    }
+  }
   return s;
 }
 
 Status CheckDataDir(const PgSettings& s) {
-  struct stat st;
-  if (::stat(s.data_dir.c_str(), &st) != 0) {
-    int err = errno;
-    return Status::NotFound("data directory " + s.data_dir + " (PGDATA): " + std::strerror(err));
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return Status::InvalidArgument("data directory " + s.data_dir + " (PGDATA) is not a directory");
-  }
-  if (st.st_uid != s.uid) {
-    return Status::InvalidArgument("data directory " + s.data_dir + " is owned by uid " +
-                                   std::to_string(st.st_uid) + ", not by " + s.os_user + " (uid " +
-                                   std::to_string(s.uid) + "): chown -R " + s.os_user + " " +
-                                   s.data_dir);
-  }
-  if ((st.st_mode & 027) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-    return Status::InvalidArgument("data directory " + s.data_dir + " has mode " + mode +
-                                   "; PostgreSQL needs 0700 or 0750: chmod 0700 " + s.data_dir);
-  }
+  if (Status st = modules::CheckDataDirOwner(s.data_dir, "PGDATA", s.user); !st.ok()) return st;
   std::ifstream in(s.data_dir + "/PG_VERSION");
   std::string version;
   if (!(in >> version)) {
     return Status::NotFound("data directory " + s.data_dir +
                             " is not initialised (no PG_VERSION): run initdb -D " + s.data_dir +
-                            " as " + s.os_user);
+                            " as " + s.user.name);
   }
   if (version != s.version) {
     return Status::InvalidArgument("data directory " + s.data_dir + " belongs to PostgreSQL " +

@@ -20,6 +20,7 @@
 #include <map>
 #include <string>
 
+#include "hakit/modules/server_util.h"
 #include "hakit/sdk/host_context.h"
 #include "hakit/sdk/status.h"
 
@@ -30,9 +31,7 @@ struct PgSettings {
   std::string bin_dir;
   std::string data_dir;
   int port = 5432;
-  std::string os_user = "postgres";
-  uid_t uid = 0;
-  gid_t gid = 0;
+  modules::SystemUser user;  // PGOSUSER, default postgres
   std::string listen = "*";
   std::string socket_dir = "/var/run/postgresql";
   std::string config_file;

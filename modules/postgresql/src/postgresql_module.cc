@@ -40,36 +40,6 @@ constexpr std::chrono::milliseconds kDefaultTimeout = 300s;
 
 std::string Millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
-std::string ReadLink(const std::string& path) {
-  char buf[4096];
-  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-}
-
-// ECMAScript regex matching `text` literally.
-std::string RegexQuote(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-// The last `n` lines of a file, for error messages (why did the server not
-// start: the answer is in its log).
-std::string Tail(const std::string& path, std::size_t n) {
-  std::ifstream in(path);
-  std::deque<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    lines.push_back(line);
-    if (lines.size() > n) lines.pop_front();
-  }
-  std::string out;
-  for (const auto& l : lines) out += (out.empty() ? "" : " | ") + l;
-  return out;
-}
-
 class PostgresModule : public sdk::Module {
  public:
   explicit PostgresModule(PgSettings s) : s_(std::move(s)) {}
@@ -88,7 +58,7 @@ class PostgresModule : public sdk::Module {
     proc.kind = "process";
     proc.ident = "postmaster";
     proc.params = {{"name", "postgres"},
-                   {"argregex", "-D \"?" + RegexQuote(s_.data_dir) + "\"?( |$)"},
+                   {"argregex", "-D \"?" + modules::RegexQuote(s_.data_dir) + "\"?( |$)"},
                    {"atleast", "1"},
                    {"atmax", "1"}};
     proc.action = "restart";
@@ -137,20 +107,10 @@ class PostgresModule : public sdk::Module {
     return std::to_string(s < 1 ? 1 : s);
   }
 
-  // The command line run as PGOSUSER: setpriv drops root's identity (the
-  // server refuses to run as root), directly when hakitd already is that user.
-  std::vector<std::string> AsUser(std::vector<std::string> argv) const {
-    if (::geteuid() == s_.uid) return argv;
-    std::vector<std::string> out = {"setpriv", "--reuid=" + std::to_string(s_.uid),
-                                    "--regid=" + std::to_string(s_.gid), "--init-groups", "--"};
-    out.insert(out.end(), argv.begin(), argv.end());
-    return out;
-  }
-
   sdk::CommandResult RunPgCtl(sdk::HostContext& host, std::vector<std::string> argv,
                               std::chrono::milliseconds timeout) {
     sdk::Command c;
-    c.argv = AsUser(std::move(argv));
+    c.argv = modules::AsUser(s_.user, std::move(argv));
     c.timeout = timeout;
     // The user may not be allowed into the module directory.
     c.working_dir = "/";
@@ -158,47 +118,9 @@ class PostgresModule : public sdk::Module {
     return host.RunCommand(c);
   }
 
-  static std::string Outcome(const std::string& what, const sdk::CommandResult& r) {
-    using O = sdk::CommandResult::Outcome;
-    switch (r.outcome) {
-      case O::kExited:
-        return what + " exited with code " + std::to_string(r.exit_code) + " after " +
-               Millis(r.duration);
-      case O::kSignaled:
-        return what + " was killed by signal " + std::to_string(r.signal);
-      case O::kTimedOut:
-        return what + " did not finish within its timeout and was killed";
-      case O::kFailedToStart:
-        return what + " could not be started: " + r.error;
-    }
-    return what + " failed";
-  }
-
-  // The postmaster of PGDATA on this node, from postmaster.pid, or 0. The
-  // process must be a postgres whose working directory is PGDATA in our own
-  // network and mount namespaces: a stale pid file (a crash) may name a pid
-  // reused since, and on a shared kernel the peer's postmaster, seen through
-  // its replicated pid file, is not ours.
+  // The postmaster of PGDATA on this node, or 0 (see modules::ServerPid).
   pid_t PostmasterPid() const {
-    std::ifstream in(s_.data_dir + "/postmaster.pid");
-    long pid = 0;
-    if (!(in >> pid) || pid <= 0) return 0;
-    std::string proc = "/proc/" + std::to_string(pid);
-    std::ifstream comm(proc + "/comm");
-    std::string name;
-    if (!(comm >> name) || name != "postgres") return 0;
-    std::ifstream status(proc + "/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) return 0;
-    }
-    for (const char* ns : {"/ns/net", "/ns/mnt"}) {
-      if (ReadLink(proc + ns) != ReadLink(std::string("/proc/self") + ns)) return 0;
-    }
-    // The postmaster's working directory is PGDATA, symlinks resolved.
-    char real[PATH_MAX];
-    std::string data = ::realpath(s_.data_dir.c_str(), real) != nullptr ? real : s_.data_dir;
-    if (ReadLink(proc + "/cwd") != data) return 0;
-    return static_cast<pid_t>(pid);
+    return modules::ServerPid(s_.data_dir + "/postmaster.pid", "postgres", s_.data_dir);
   }
 
   // The socket directory and the log file, which the server (not root) writes.
@@ -206,7 +128,7 @@ class PostgresModule : public sdk::Module {
     struct stat st;
     if (::stat(s_.socket_dir.c_str(), &st) != 0) {
       if (::mkdir(s_.socket_dir.c_str(), 02775) != 0 ||
-          ::chown(s_.socket_dir.c_str(), s_.uid, s_.gid) != 0) {
+          ::chown(s_.socket_dir.c_str(), s_.user.uid, s_.user.gid) != 0) {
         return Status::IoError("cannot create the socket directory " + s_.socket_dir +
                                " (PGSOCKETDIR): " + std::strerror(errno));
       }
@@ -217,9 +139,9 @@ class PostgresModule : public sdk::Module {
       std::ofstream create(s_.log_file, std::ios::app);
       if (!create) return Status::IoError("cannot create the server log " + s_.log_file + " (PGLOG)");
     }
-    if (::stat(s_.log_file.c_str(), &st) == 0 && st.st_uid != s_.uid &&
-        ::chown(s_.log_file.c_str(), s_.uid, s_.gid) != 0) {
-      return Status::IoError("cannot give the server log " + s_.log_file + " to " + s_.os_user +
+    if (::stat(s_.log_file.c_str(), &st) == 0 && st.st_uid != s_.user.uid &&
+        ::chown(s_.log_file.c_str(), s_.user.uid, s_.user.gid) != 0) {
+      return Status::IoError("cannot give the server log " + s_.log_file + " to " + s_.user.name +
                              ": " + std::strerror(errno));
     }
     return Status::Ok();
@@ -238,14 +160,14 @@ class PostgresModule : public sdk::Module {
     if (!s_.config_file.empty()) options += " -c config_file='" + s_.config_file + "'";
     auto budget = Budget(args);
     host.Log(sdk::LogLevel::kInfo, "starting PostgreSQL " + s_.version + " on " + s_.data_dir +
-                                       ", port " + std::to_string(s_.port) + ", as " + s_.os_user);
+                                       ", port " + std::to_string(s_.port) + ", as " + s_.user.name);
     sdk::CommandResult r = RunPgCtl(
         host, {s_.PgCtl(), "start", "-D", s_.data_dir, "-w", "-t", PgCtlSeconds(budget), "-l",
                s_.log_file, "-o", options},
         budget);
     if (!r.ok()) {
-      return Status::Failed(Outcome("pg_ctl start", r) + "; server log " + s_.log_file + ": " +
-                            Tail(s_.log_file, 5));
+      return Status::Failed(modules::DescribeOutcome("pg_ctl start", r) + "; server log " + s_.log_file + ": " +
+                            modules::TailFile(s_.log_file, 5));
     }
     host.Log(sdk::LogLevel::kInfo, "PostgreSQL started (pid " + std::to_string(PostmasterPid()) +
                                        ") after " + Millis(r.duration));
@@ -269,15 +191,14 @@ class PostgresModule : public sdk::Module {
       host.Log(sdk::LogLevel::kInfo, "PostgreSQL stopped after " + Millis(r.duration));
       return Status::Ok();
     }
-    if (!args.force) return Status::Failed(Outcome("pg_ctl stop -m fast", r));
+    if (!args.force) return Status::Failed(modules::DescribeOutcome("pg_ctl stop -m fast", r));
     // Forced and even an immediate shutdown failed: kill the postmaster;
     // its backends notice its death and exit.
-    host.Log(sdk::LogLevel::kWarning, Outcome("pg_ctl stop -m immediate", r) +
+    host.Log(sdk::LogLevel::kWarning, modules::DescribeOutcome("pg_ctl stop -m immediate", r) +
                                           ": killing the postmaster (pid " + std::to_string(pid) +
                                           ") with SIGKILL");
     ::kill(pid, SIGKILL);
-    for (int i = 0; i < 100 && PostmasterPid() == pid; ++i) std::this_thread::sleep_for(50ms);
-    if (PostmasterPid() == pid) {
+    if (!modules::WaitGone(pid, s_.data_dir + "/postmaster.pid", "postgres", s_.data_dir, 5000)) {
       return Status::Failed("the postmaster (pid " + std::to_string(pid) + ") survived SIGKILL");
     }
     return Status::Ok();
