@@ -59,7 +59,8 @@ Status CheckExecutable(const std::string& path, const std::string& hint) {
   return Status::Ok();
 }
 
-Status CheckDataDirOwner(const std::string& dir, const std::string& var, const SystemUser& user) {
+Status CheckDataDirOwner(const std::string& dir, const std::string& var, const SystemUser& user,
+                         bool private_mode) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
     int err = errno;
@@ -74,7 +75,7 @@ Status CheckDataDirOwner(const std::string& dir, const std::string& var, const S
                                    std::to_string(user.uid) + "): chown -R " + user.name + " " +
                                    dir);
   }
-  if ((st.st_mode & 027) != 0) {
+  if (private_mode && (st.st_mode & 027) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
     return Status::InvalidArgument("data directory " + dir + " has mode " + mode +

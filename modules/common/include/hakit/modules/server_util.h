@@ -30,11 +30,11 @@ std::vector<std::string> AsUser(const SystemUser& user, std::vector<std::string>
 // or InvalidArgument, the message ending with `hint` (what to install or set).
 sdk::Status CheckExecutable(const std::string& path, const std::string& hint);
 
-// Ok when `dir` is a directory owned by `user` and closed to others (mode
-// 0700 or 0750, as database servers require). Messages name `var` (the
-// userconfig.xml variable) and the command that fixes it.
+// Ok when `dir` is a directory owned by `user` and, with `private_mode`,
+// closed to others (mode 0700 or 0750, as PostgreSQL requires). Messages
+// name `var` (the userconfig.xml variable) and the command that fixes it.
 sdk::Status CheckDataDirOwner(const std::string& dir, const std::string& var,
-                              const SystemUser& user);
+                              const SystemUser& user, bool private_mode = true);
 
 // The pid in the first line of `pid_file` if that process is alive, named
 // `comm` (/proc/PID/comm), works in `data_dir` (its cwd, symlinks resolved)
