@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "db_rig_test.h"
 #include "mariadb_test_util.h"
-#include "rig_test.h"
 
 namespace hakit::rig {
 namespace {
@@ -38,23 +38,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kModule = "mariadb";
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<long> Numbers(const std::string& text) {
-  std::vector<long> out;
-  std::size_t pos = 0;
-  for (std::size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
-    out.push_back(std::strtol(text.substr(pos, nl - pos).c_str(), nullptr, 10));
-  }
-  return out;
-}
-
-class MariadbClusterTest : public RigTest {
+class MariadbClusterTest : public DbRigTest {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0 || !mariadbtest::Installed()) return;
@@ -71,126 +55,44 @@ class MariadbClusterTest : public RigTest {
   }
 
   void SetUp() override {
-    RigTest::SetUp();
+    DbRigTest::SetUp();
     if (IsSkipped()) return;
-    if (!HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
     if (!mariadbtest::Installed()) GTEST_SKIP() << "mariadb-server is not installed";
     ASSERT_EQ(template_error_, "");
   }
 
-  void TearDown() override { StopClient(); }
-
-  std::string StateDump(const std::string& node) {
-    auto m = rig_->ModuleState(node);
-    return m.ok() ? m->dump() : m.status().message();
-  }
-
-  std::string ServerLog(const std::string& node) {
-    return ReadFile(rig_->LayoutOf(node).ModuleLogDir(kModule) / "mariadb.log");
-  }
-
   void StartPair(bool in_sync) {
-    RigOptions o;
-    o.module = kModule;
-    o.replicated = true;
-    o.replicated_dir_in_userconfig = false;  // the library declares the data dir
-    o.library = HAKIT_BINARY_DIR "/modules/mariadb.so";
-    MakeRig(o);
-    ASSERT_TRUE(rig_->SetUserVar("MARIADB_DATADIR", rig_->ReplicatedDir()).ok());
     // A socket directory per node, as separate machines would have.
-    ASSERT_TRUE(rig_->SetUserVar("MARIADB_SOCKET", "%SAFEUSERVAR%/mysqld/mysqld.sock").ok());
-    for (const auto& n : rig_->nodes()) {
-      Status copied = mariadbtest::CopyTemplate(template_, rig_->DataDir(n));
-      ASSERT_TRUE(copied.ok()) << copied.message();
-    }
-    StartBoth();
-    auto logs = [&] {
-      return ReadFile(rig_->LayoutOf("node1").ModuleLog(kModule)) +
-             ReadFile(rig_->LayoutOf("node2").ModuleLog(kModule));
-    };
-    if (in_sync) {
-      auto paired = rig_->WaitPaired(60s);
-      ASSERT_TRUE(paired.ok()) << paired.status().message() << "\n" << logs();
-      prim_ = *paired;
-    } else {
-      ASSERT_TRUE(WaitFor(
-          [&] {
-            State a = rig_->StateOf("node1"), b = rig_->StateOf("node2");
-            prim_ = a == State::kPrim && b == State::kSecond   ? "node1"
-                    : b == State::kPrim && a == State::kSecond ? "node2"
-                                                               : "";
-            return !prim_.empty();
-          },
-          60s))
-          << logs();
-    }
-    second_ = rig_->Peer(prim_);
-    ASSERT_TRUE(WaitReplication(prim_, "replicating", 10s)) << Replication(prim_).dump();
-    ASSERT_TRUE(WaitReplication(second_, "connected", 10s)) << Replication(second_).dump();
-  }
-
-  std::vector<std::string> Cli(const std::string& sql) {
-    return {"mariadb", "--no-defaults", "--connect-timeout=2", "-N", "-B", "-h", rig_->Vip(),
-            "-u",      "hakit",         "hakit",               "-e", sql};
+    DbRigTest::StartPair(
+        kModule, "MARIADB_DATADIR", {{"MARIADB_SOCKET", "%SAFEUSERVAR%/mysqld/mysqld.sock"}},
+        [](const fs::path& dir) { return mariadbtest::CopyTemplate(template_, dir); }, in_sync);
   }
 
   void StartClient() {
-    ledger_ = rig_->work_dir() / "ledger.txt";
-    errors_ = rig_->work_dir() / "client.err";
-    testbed::SpawnOptions o;
-    o.netns = rig_->bed().ClientNamespace();
-    o.argv = {"sh", "-c", R"sh(i=0
+    DbRigTest::StartClient({"sh", "-c", R"sh(i=0
 while :; do
   mariadb --no-defaults --connect-timeout=1 -h "$VIP" -u hakit hakit -e "INSERT INTO t VALUES ($i)" && echo $i
   i=$((i+1))
 done
-)sh"};
-    o.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-             {"VIP", rig_->Vip()}};
-    o.stdout_path = ledger_.string();
-    o.stderr_path = errors_.string();
-    auto c = rig_->bed().Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.status().message();
-    client_ = *c;
-  }
-
-  void StopClient() {
-    if (client_ <= 0 || !rig_) return;
-    rig_->bed().KillGroup(client_, SIGKILL);
-    rig_->bed().WaitExit(client_, 10s);
-    client_ = -1;
-  }
-
-  std::size_t Acked() { return Numbers(ReadFile(ledger_)).size(); }
-
-  bool WaitCommits(std::size_t n, std::chrono::milliseconds wait) {
-    std::size_t base = Acked();
-    return WaitFor([&] { return Acked() >= base + n; }, wait);
+)sh"},
+                           {{"VIP", rig_->Vip()}});
   }
 
   void ExpectLedgerServed(const std::string& context) {
-    std::vector<long> ledger = Numbers(ReadFile(ledger_));
-    ASSERT_FALSE(ledger.empty()) << context << ": nothing committed: " << ReadFile(errors_);
-    auto rows = rig_->bed().RunIn(rig_->bed().ClientNamespace(),
-                                  Cli("SELECT i FROM t ORDER BY i"), 30s);
+    auto rows = rig_->bed().RunIn(
+        rig_->bed().ClientNamespace(),
+        {"mariadb", "--no-defaults", "--connect-timeout=2", "-N", "-B", "-h", rig_->Vip(), "-u",
+         "hakit", "hakit", "-e", "SELECT i FROM t ORDER BY i"},
+        30s);
     ASSERT_TRUE(rows.ok()) << rows.status().message();
     ASSERT_EQ(rows->status.code, 0) << rows->output;
-    std::vector<long> got = Numbers(rows->output);
-    std::set<long> present(got.begin(), got.end());
-    std::size_t lost = 0;
-    for (long i : ledger) lost += present.count(i) ? 0 : 1;
-    EXPECT_EQ(lost, 0u) << context << ": LOST " << lost << " of " << ledger.size()
-                        << " acknowledged commits";
-    EXPECT_LE(got.size(), ledger.size() + 10) << context;
-    std::printf("[ %s ] %zu acknowledged, %zu rows served\n", context.c_str(), ledger.size(),
-                got.size());
+    DbRigTest::ExpectLedgerServed(rows->output, context);
   }
+
+  std::string ServerLog(const std::string& node) { return DbRigTest::ServerLog(node, "mariadb.log"); }
 
   static fs::path template_;
   static std::string template_error_;
-  std::string prim_, second_;
-  fs::path ledger_, errors_;
-  pid_t client_ = -1;
 };
 
 fs::path MariadbClusterTest::template_;

@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "db_rig_test.h"
 #include "pg_test_util.h"
-#include "rig_test.h"
 
 namespace hakit::rig {
 namespace {
@@ -47,26 +47,9 @@ int EnvInt(const char* name, int fallback) {
   return (end != nullptr && *end == '\0' && n >= 0) ? static_cast<int>(n) : fallback;
 }
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The numbers of the complete lines (a line cut short is no acknowledgement).
-std::vector<long> Numbers(const std::string& text) {
-  std::vector<long> out;
-  std::size_t pos = 0;
-  for (std::size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
-    out.push_back(std::strtol(text.substr(pos, nl - pos).c_str(), nullptr, 10));
-  }
-  return out;
-}
-
-class PostgresClusterTest : public RigTest {
+class PostgresClusterTest : public DbRigTest {
  protected:
-  // initdb once for the binary; every round starts both nodes from a copy.
+  // initdb once for the binary; every rig starts both nodes from a copy.
   static void SetUpTestSuite() {
     if (::geteuid() != 0 || !fs::exists(std::string(kPgBin) + "/initdb")) return;
     template_ = "/tmp/hakit-pgtpl-" + std::to_string(::getpid());
@@ -80,68 +63,21 @@ class PostgresClusterTest : public RigTest {
   }
 
   void SetUp() override {
-    RigTest::SetUp();
+    DbRigTest::SetUp();
     if (IsSkipped()) return;
-    if (!HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
     if (!fs::exists(std::string(kPgBin) + "/initdb")) GTEST_SKIP() << "postgresql-15 missing";
     ASSERT_EQ(template_error_, "");
   }
 
-  void TearDown() override { StopClient(); }
-
-  std::string StateDump(const std::string& node) {
-    auto m = rig_->ModuleState(node);
-    return m.ok() ? m->dump() : m.status().message();
-  }
-
-  std::string DataStatus(const std::string& node) {
-    auto m = rig_->ModuleState(node);
-    if (!m.ok()) return "";
-    return m->value("details", nlohmann::json::object()).value("data", "");
-  }
-
-  // A fresh rig with the module library, both nodes' PGDATA a copy of the
-  // template, both started and paired (with `in_sync`: the secondary's copy
-  // complete), replication running; the table created through the VIP.
+  // Both nodes' PGDATA a copy of the template; with `in_sync` the
+  // secondary's copy complete. The table created through the VIP.
   void StartPair(bool in_sync) {
-    RigOptions o;
-    o.module = kModule;
-    o.replicated = true;
-    o.replicated_dir_in_userconfig = false;  // the library declares PGDATA
-    o.library = HAKIT_BINARY_DIR "/modules/postgresql.so";
-    MakeRig(o);
-    // userconfig.xml is the same on both nodes; %SAFEUSERVAR% gives each
+    // %SAFEUSERVAR% (userconfig.xml is the same on both nodes) gives each
     // node a socket directory of its own, as separate machines would have.
-    ASSERT_TRUE(rig_->SetUserVar("PGDATA", rig_->ReplicatedDir()).ok());
-    ASSERT_TRUE(rig_->SetUserVar("PGSOCKETDIR", "%SAFEUSERVAR%/pgsock").ok());
-    for (const auto& n : rig_->nodes()) {
-      Status copied = pgtest::CopyTemplate(template_, rig_->DataDir(n));
-      ASSERT_TRUE(copied.ok()) << copied.message();
-    }
-    StartBoth();
-    auto logs = [&] {
-      return ReadFile(rig_->LayoutOf("node1").ModuleLog(kModule)) +
-             ReadFile(rig_->LayoutOf("node2").ModuleLog(kModule));
-    };
-    if (in_sync) {
-      auto paired = rig_->WaitPaired(30s);
-      ASSERT_TRUE(paired.ok()) << paired.status().message() << "\n" << logs();
-      prim_ = *paired;
-    } else {
-      ASSERT_TRUE(WaitFor(
-          [&] {
-            State a = rig_->StateOf("node1"), b = rig_->StateOf("node2");
-            prim_ = a == State::kPrim && b == State::kSecond   ? "node1"
-                    : b == State::kPrim && a == State::kSecond ? "node2"
-                                                               : "";
-            return !prim_.empty();
-          },
-          30s))
-          << logs();
-    }
-    second_ = rig_->Peer(prim_);
-    ASSERT_TRUE(WaitReplication(prim_, "replicating", 10s)) << Replication(prim_).dump();
-    ASSERT_TRUE(WaitReplication(second_, "connected", 10s)) << Replication(second_).dump();
+    DbRigTest::StartPair(
+        kModule, "PGDATA", {{"PGSOCKETDIR", "%SAFEUSERVAR%/pgsock"}},
+        [](const fs::path& dir) { return pgtest::CopyTemplate(template_, dir); }, in_sync);
+    if (HasFatalFailure()) return;
     auto made = Sql("CREATE TABLE t(i bigint PRIMARY KEY)");
     ASSERT_TRUE(made.ok()) << made.status().message();
   }
@@ -158,54 +94,20 @@ class PostgresClusterTest : public RigTest {
   }
 
   void StartClient() {
-    ledger_ = rig_->work_dir() / "ledger.txt";
-    errors_ = rig_->work_dir() / "client.err";
-    testbed::SpawnOptions o;
-    o.netns = rig_->bed().ClientNamespace();
-    o.argv = {HAKIT_BINARY_DIR "/bin/hakit-pg-client",
-              "host=" + rig_->Vip() + " port=5432 user=postgres dbname=postgres", "0"};
-    o.stdout_path = ledger_.string();
-    o.stderr_path = errors_.string();
-    auto c = rig_->bed().Spawn(o);
-    ASSERT_TRUE(c.ok()) << c.status().message();
-    client_ = *c;
-  }
-
-  void StopClient() {
-    if (client_ <= 0 || !rig_) return;
-    rig_->bed().KillGroup(client_, SIGKILL);
-    rig_->bed().WaitExit(client_, 10s);
-    client_ = -1;
-  }
-
-  std::size_t Acked() { return Numbers(ReadFile(ledger_)).size(); }
-
-  // Waits until the client has `n` more acknowledged commits than now.
-  bool WaitCommits(std::size_t n, std::chrono::milliseconds wait) {
-    std::size_t base = Acked();
-    return WaitFor([&] { return Acked() >= base + n; }, wait);
+    DbRigTest::StartClient({HAKIT_BINARY_DIR "/bin/hakit-pg-client",
+                            "host=" + rig_->Vip() + " port=5432 user=postgres dbname=postgres",
+                            "0"});
   }
 
   // Every ledgered number is a row of t, served through the VIP.
   void ExpectLedgerServed(const std::string& context) {
-    std::vector<long> ledger = Numbers(ReadFile(ledger_));
-    ASSERT_FALSE(ledger.empty()) << context << ": nothing committed: " << ReadFile(errors_);
-    EXPECT_TRUE(std::is_sorted(ledger.begin(), ledger.end()));
     auto rows = Sql("SELECT i FROM t ORDER BY i");
     ASSERT_TRUE(rows.ok()) << context << ": " << rows.status().message();
-    std::vector<long> got = Numbers(*rows);
-    std::set<long> present(got.begin(), got.end());
-    std::vector<long> lost;
-    for (long i : ledger) {
-      if (!present.count(i)) lost.push_back(i);
-    }
-    EXPECT_TRUE(lost.empty()) << context << ": LOST " << lost.size() << " of " << ledger.size()
-                              << " acknowledged commits, first " << lost.front();
-    // Rows beyond the ledger are commits whose acknowledgement the cut
-    // swallowed: the client tried them, so they are below its last number + 2.
-    EXPECT_LE(got.size(), ledger.size() + 10) << context;
-    std::printf("[ %s ] %zu acknowledged, %zu rows served\n", context.c_str(), ledger.size(),
-                got.size());
+    DbRigTest::ExpectLedgerServed(*rows, context);
+  }
+
+  std::string ServerLog(const std::string& node) {
+    return DbRigTest::ServerLog(node, "postgresql.log");
   }
 
   // Power cuts of the primary at random moments, one fresh rig per round;
@@ -243,15 +145,8 @@ class PostgresClusterTest : public RigTest {
     return std::chrono::milliseconds(d(gen));
   }
 
-  std::string ServerLog(const std::string& node) {
-    return ReadFile(rig_->LayoutOf(node).ModuleLogDir(kModule) / "postgresql.log");
-  }
-
   static fs::path template_;
   static std::string template_error_;
-  std::string prim_, second_;
-  fs::path ledger_, errors_;
-  pid_t client_ = -1;
 };
 
 fs::path PostgresClusterTest::template_;

@@ -29,6 +29,58 @@ std::string ReadLink(const std::string& path) {
 
 }  // namespace
 
+std::string VarOr(const std::map<std::string, std::string>& vars, const std::string& name,
+                  const std::string& fallback) {
+  auto it = vars.find(name);
+  return it == vars.end() || it->second.empty() ? fallback : it->second;
+}
+
+Status BadVar(const std::string& userconfig, const std::string& var, const std::string& what) {
+  return Status::InvalidArgument(userconfig + ": <var name=\"" + var + "\">: " + what);
+}
+
+Status ParsePort(const std::map<std::string, std::string>& vars, const std::string& var,
+                 const std::string& fallback, const std::string& userconfig, int* port) {
+  std::string text = VarOr(vars, var, fallback);
+  char* end = nullptr;
+  long p = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || p < 1 || p > 65535) {
+    return BadVar(userconfig, var, "\"" + text + "\" is not a TCP port (1-65535)");
+  }
+  *port = static_cast<int>(p);
+  return Status::Ok();
+}
+
+sdk::CheckerSpec ServerProcessChecker(const std::string& ident, const std::string& name,
+                                      const std::string& argregex) {
+  sdk::CheckerSpec c;
+  c.kind = "process";
+  c.ident = ident;
+  c.params = {{"name", name}, {"argregex", argregex}, {"atleast", "1"}, {"atmax", "1"}};
+  c.action = "restart";
+  return c;
+}
+
+sdk::CheckerSpec ServerPortChecker(const std::string& ident, const std::string& addr, int port) {
+  sdk::CheckerSpec c;
+  c.kind = "tcp";
+  c.ident = ident;
+  c.params = {{"addr", addr}, {"port", std::to_string(port)}};
+  c.action = "restart";
+  return c;
+}
+
+std::string LocalAddress(const std::string& listen) {
+  std::string first = listen.substr(0, listen.find(','));
+  while (!first.empty() && first.front() == ' ') first.erase(0, 1);
+  while (!first.empty() && first.back() == ' ') first.pop_back();
+  if (first.empty() || first == "*" || first == "0.0.0.0" || first == "localhost") {
+    return "127.0.0.1";
+  }
+  if (first == "::") return "::1";
+  return first;
+}
+
 Result<SystemUser> LookupUser(const std::string& name) {
   std::vector<char> buf(16384);
   passwd pw;

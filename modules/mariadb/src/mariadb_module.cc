@@ -66,50 +66,37 @@ struct Settings {
   std::string SocketDir() const { return socket.substr(0, socket.rfind('/')); }
 };
 
-std::string Get(const std::map<std::string, std::string>& vars, const std::string& name,
-                const std::string& fallback) {
-  auto it = vars.find(name);
-  return it == vars.end() || it->second.empty() ? fallback : it->second;
-}
-
-Status Bad(const std::string& userconfig, const std::string& var, const std::string& what) {
-  return Status::InvalidArgument(userconfig + ": <var name=\"" + var + "\">: " + what);
-}
-
 Result<Settings> ParseSettings(const sdk::ModuleSettings& m) {
   const std::string& uc = m.userconfig_path;
   Settings s;
-  s.data_dir = Get(m.vars, "MARIADB_DATADIR", "/var/lib/mysql");
-  s.server = Get(m.vars, "MARIADB_BIN", "/usr/sbin/mariadbd");
-  s.bind = Get(m.vars, "MARIADB_BIND", s.bind);
-  s.socket = Get(m.vars, "MARIADB_SOCKET", "/run/mysqld/mysqld.sock");
-  s.config_file = Get(m.vars, "MARIADB_CONFIG", "");
-  s.log_file = Get(m.vars, "MARIADB_LOG", m.paths.log_dir + "/mariadb.log");
+  s.data_dir = modules::VarOr(m.vars, "MARIADB_DATADIR", "/var/lib/mysql");
+  s.server = modules::VarOr(m.vars, "MARIADB_BIN", "/usr/sbin/mariadbd");
+  s.bind = modules::VarOr(m.vars, "MARIADB_BIND", s.bind);
+  s.socket = modules::VarOr(m.vars, "MARIADB_SOCKET", "/run/mysqld/mysqld.sock");
+  s.config_file = modules::VarOr(m.vars, "MARIADB_CONFIG", "");
+  s.log_file = modules::VarOr(m.vars, "MARIADB_LOG", m.paths.log_dir + "/mariadb.log");
   for (auto [var, value] :
        {std::pair{"MARIADB_DATADIR", &s.data_dir}, {"MARIADB_BIN", &s.server},
         {"MARIADB_SOCKET", &s.socket}, {"MARIADB_LOG", &s.log_file}}) {
     if (value->empty() || (*value)[0] != '/') {
-      return Bad(uc, var, "\"" + *value + "\" is not an absolute path");
+      return modules::BadVar(uc, var, "\"" + *value + "\" is not an absolute path");
     }
     while (value->size() > 1 && value->back() == '/') value->pop_back();
   }
   if (!s.config_file.empty() && s.config_file[0] != '/') {
-    return Bad(uc, "MARIADB_CONFIG", "\"" + s.config_file + "\" is not an absolute path");
+    return modules::BadVar(uc, "MARIADB_CONFIG", "\"" + s.config_file + "\" is not an absolute path");
   }
-  std::istringstream options(Get(m.vars, "MARIADB_OPTIONS", ""));
+  std::istringstream options(modules::VarOr(m.vars, "MARIADB_OPTIONS", ""));
   for (std::string o; options >> o;) {
-    if (o.rfind("--", 0) != 0) return Bad(uc, "MARIADB_OPTIONS", "\"" + o + "\" is not an --option");
+    if (o.rfind("--", 0) != 0) return modules::BadVar(uc, "MARIADB_OPTIONS", "\"" + o + "\" is not an --option");
     s.options.push_back(o);
   }
-  std::string port = Get(m.vars, "MARIADB_PORT", "3306");
-  char* end = nullptr;
-  long p = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
-    return Bad(uc, "MARIADB_PORT", "\"" + port + "\" is not a TCP port (1-65535)");
+  if (Status st = modules::ParsePort(m.vars, "MARIADB_PORT", "3306", uc, &s.port); !st.ok()) {
+    return st;
   }
-  s.port = static_cast<int>(p);
-  auto user = modules::LookupUser(Get(m.vars, "MARIADB_OSUSER", "mysql"));
-  if (!user.ok()) return Bad(uc, "MARIADB_OSUSER", user.status().message());
+
+  auto user = modules::LookupUser(modules::VarOr(m.vars, "MARIADB_OSUSER", "mysql"));
+  if (!user.ok()) return modules::BadVar(uc, "MARIADB_OSUSER", user.status().message());
   s.user = *user;
   if (Status st = modules::CheckExecutable(
           s.server, "install mariadb-server, or set MARIADB_BIN in " + uc);
@@ -140,23 +127,10 @@ class MariadbModule : public sdk::Module {
     dir.path = s_.data_dir;
     out->replicated_dirs.push_back(dir);
 
-    sdk::CheckerSpec proc;
-    proc.kind = "process";
-    proc.ident = "mariadbd";
-    proc.params = {{"name", "mariadbd"},
-                   {"argregex", "--datadir=" + modules::RegexQuote(s_.data_dir) + "( |$)"},
-                   {"atleast", "1"},
-                   {"atmax", "1"}};
-    proc.action = "restart";
-    out->checkers.push_back(proc);
-
-    sdk::CheckerSpec tcp;
-    tcp.kind = "tcp";
-    tcp.ident = "mariadb_port";
-    const bool any = s_.bind == "*" || s_.bind == "0.0.0.0" || s_.bind == "::";
-    tcp.params = {{"addr", any ? "127.0.0.1" : s_.bind}, {"port", std::to_string(s_.port)}};
-    tcp.action = "restart";
-    out->checkers.push_back(tcp);
+    out->checkers.push_back(modules::ServerProcessChecker(
+        "mariadbd", "mariadbd", "--datadir=" + modules::RegexQuote(s_.data_dir) + "( |$)"));
+    out->checkers.push_back(
+        modules::ServerPortChecker("mariadb_port", modules::LocalAddress(s_.bind), s_.port));
     return Status::Ok();
   }
 

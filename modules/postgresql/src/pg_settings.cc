@@ -5,64 +5,52 @@
 namespace hakit::postgresql {
 namespace {
 
+using modules::BadVar;
+using modules::VarOr;
 using sdk::Result;
 using sdk::Status;
-
-std::string Get(const std::map<std::string, std::string>& vars, const std::string& name,
-                const std::string& fallback) {
-  auto it = vars.find(name);
-  return it == vars.end() || it->second.empty() ? fallback : it->second;
-}
-
-// "userconfig.xml <var PGPORT>: ..." so that the operator knows where to look.
-Status Bad(const std::string& userconfig, const std::string& var, const std::string& what) {
-  return Status::InvalidArgument(userconfig + ": <var name=\"" + var + "\">: " + what);
-}
 
 }  // namespace
 
 Result<PgSettings> ParseSettings(const std::map<std::string, std::string>& vars,
                                  const std::string& userconfig, const sdk::ModulePaths& paths) {
   PgSettings s;
-  s.version = Get(vars, "PGVERSION", s.version);
+  s.version = VarOr(vars, "PGVERSION", s.version);
   if (s.version.find_first_not_of("0123456789.") != std::string::npos || s.version[0] == '.') {
-    return Bad(userconfig, "PGVERSION", "\"" + s.version + "\" is not a version (e.g. 15)");
+    return BadVar(userconfig, "PGVERSION", "\"" + s.version + "\" is not a version (e.g. 15)");
   }
-  s.bin_dir = Get(vars, "PGBIN", "/usr/lib/postgresql/" + s.version + "/bin");
-  s.data_dir = Get(vars, "PGDATA", "/var/lib/postgresql/" + s.version + "/main");
-  const std::string os_user = Get(vars, "PGOSUSER", "postgres");
-  s.listen = Get(vars, "PGLISTEN", s.listen);
-  s.socket_dir = Get(vars, "PGSOCKETDIR", s.socket_dir);
-  s.config_file = Get(vars, "PGCONFIG", "");
-  s.log_file = Get(vars, "PGLOG", paths.log_dir + "/postgresql.log");
+  s.bin_dir = VarOr(vars, "PGBIN", "/usr/lib/postgresql/" + s.version + "/bin");
+  s.data_dir = VarOr(vars, "PGDATA", "/var/lib/postgresql/" + s.version + "/main");
+  const std::string os_user = VarOr(vars, "PGOSUSER", "postgres");
+  s.listen = VarOr(vars, "PGLISTEN", s.listen);
+  s.socket_dir = VarOr(vars, "PGSOCKETDIR", s.socket_dir);
+  s.config_file = VarOr(vars, "PGCONFIG", "");
+  s.log_file = VarOr(vars, "PGLOG", paths.log_dir + "/postgresql.log");
 
   for (auto [var, value] : {std::pair{"PGBIN", &s.bin_dir}, {"PGDATA", &s.data_dir},
                             {"PGSOCKETDIR", &s.socket_dir}, {"PGLOG", &s.log_file}}) {
     if (value->empty() || (*value)[0] != '/') {
-      return Bad(userconfig, var, "\"" + *value + "\" is not an absolute path");
+      return BadVar(userconfig, var, "\"" + *value + "\" is not an absolute path");
     }
     while (value->size() > 1 && value->back() == '/') value->pop_back();
   }
   if (!s.config_file.empty() && s.config_file[0] != '/') {
-    return Bad(userconfig, "PGCONFIG", "\"" + s.config_file + "\" is not an absolute path");
+    return BadVar(userconfig, "PGCONFIG", "\"" + s.config_file + "\" is not an absolute path");
   }
   // The values go into pg_ctl's -o, which a shell splits: keep quotes out.
   for (auto [var, value] : {std::pair{"PGDATA", &s.data_dir}, {"PGLISTEN", &s.listen},
                             {"PGSOCKETDIR", &s.socket_dir}, {"PGCONFIG", &s.config_file}}) {
     if (value->find_first_of("'\"\\\n") != std::string::npos) {
-      return Bad(userconfig, var, "quotes, backslashes and newlines are not allowed");
+      return BadVar(userconfig, var, "quotes, backslashes and newlines are not allowed");
     }
   }
-  std::string port = Get(vars, "PGPORT", "5432");
-  char* end = nullptr;
-  long p = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
-    return Bad(userconfig, "PGPORT", "\"" + port + "\" is not a TCP port (1-65535)");
+  if (Status st = modules::ParsePort(vars, "PGPORT", "5432", userconfig, &s.port); !st.ok()) {
+    return st;
   }
-  s.port = static_cast<int>(p);
+
 
   auto user = modules::LookupUser(os_user);
-  if (!user.ok()) return Bad(userconfig, "PGOSUSER", user.status().message());
+  if (!user.ok()) return BadVar(userconfig, "PGOSUSER", user.status().message());
   s.user = *user;
 
   const std::string hint = "install postgresql-" + s.version + ", or set PGBIN or PGVERSION in " +

@@ -54,22 +54,10 @@ class PostgresModule : public sdk::Module {
 
     // The postmaster is the one postgres process started with -D PGDATA
     // (backends rewrite their command line to "postgres: ...").
-    sdk::CheckerSpec proc;
-    proc.kind = "process";
-    proc.ident = "postmaster";
-    proc.params = {{"name", "postgres"},
-                   {"argregex", "-D \"?" + modules::RegexQuote(s_.data_dir) + "\"?( |$)"},
-                   {"atleast", "1"},
-                   {"atmax", "1"}};
-    proc.action = "restart";
-    out->checkers.push_back(proc);
-
-    sdk::CheckerSpec tcp;
-    tcp.kind = "tcp";
-    tcp.ident = "postgresql_port";
-    tcp.params = {{"addr", CheckAddress()}, {"port", std::to_string(s_.port)}};
-    tcp.action = "restart";
-    out->checkers.push_back(tcp);
+    out->checkers.push_back(modules::ServerProcessChecker(
+        "postmaster", "postgres", "-D \"?" + modules::RegexQuote(s_.data_dir) + "\"?( |$)"));
+    out->checkers.push_back(
+        modules::ServerPortChecker("postgresql_port", modules::LocalAddress(s_.listen), s_.port));
     return Status::Ok();
   }
 
@@ -85,17 +73,6 @@ class PostgresModule : public sdk::Module {
   }
 
  private:
-  // Where the tcp checker connects: the loopback unless the server listens
-  // only on given addresses, then the first of them.
-  std::string CheckAddress() const {
-    std::string first = s_.listen.substr(0, s_.listen.find(','));
-    while (!first.empty() && first.front() == ' ') first.erase(0, 1);
-    while (!first.empty() && first.back() == ' ') first.pop_back();
-    if (first.empty() || first == "*" || first == "0.0.0.0" || first == "localhost") return "127.0.0.1";
-    if (first == "::") return "::1";
-    return first;
-  }
-
   static std::chrono::milliseconds Budget(const sdk::HookArgs& args) {
     return args.timeout.count() > 0 ? args.timeout : kDefaultTimeout;
   }

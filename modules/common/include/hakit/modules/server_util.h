@@ -5,13 +5,37 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "hakit/sdk/host_context.h"
+#include "hakit/sdk/module.h"
 #include "hakit/sdk/status.h"
 
 namespace hakit::modules {
+
+// A <user><var> of userconfig.xml, or `fallback` when absent or empty.
+std::string VarOr(const std::map<std::string, std::string>& vars, const std::string& name,
+                  const std::string& fallback);
+
+// "USERCONFIG: <var name="VAR">: WHAT", an InvalidArgument.
+sdk::Status BadVar(const std::string& userconfig, const std::string& var, const std::string& what);
+
+// Reads VAR (default `fallback`) as a TCP port into *port.
+sdk::Status ParsePort(const std::map<std::string, std::string>& vars, const std::string& var,
+                      const std::string& fallback, const std::string& userconfig, int* port);
+
+// The server's checkers: a process checker counting exactly one process
+// named `name` whose arguments match `argregex` (the server's main process,
+// not its workers), and a tcp checker on addr:port. Both restart on failure.
+sdk::CheckerSpec ServerProcessChecker(const std::string& ident, const std::string& name,
+                                      const std::string& argregex);
+sdk::CheckerSpec ServerPortChecker(const std::string& ident, const std::string& addr, int port);
+
+// Where a local checker reaches a server listening on `listen` (the first of
+// a comma-separated list): the loopback for a wildcard, else that address.
+std::string LocalAddress(const std::string& listen);
 
 struct SystemUser {
   std::string name;
