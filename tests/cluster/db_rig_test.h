@@ -41,6 +41,15 @@ class DbRigTest : public RigTest {
     return out;
   }
 
+  // A non-negative integer from the environment (round counts, seeds).
+  static int EnvInt(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return fallback;
+    char* end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    return (end != nullptr && *end == '\0' && n >= 0) ? static_cast<int>(n) : fallback;
+  }
+
   void SetUp() override {
     RigTest::SetUp();
     if (!IsSkipped() && !HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
@@ -99,6 +108,21 @@ class DbRigTest : public RigTest {
     second_ = rig_->Peer(prim_);
     ASSERT_TRUE(WaitReplication(prim_, "replicating", 10s)) << Replication(prim_).dump();
     ASSERT_TRUE(WaitReplication(second_, "connected", 10s)) << Replication(second_).dump();
+  }
+
+  // The primary runs its server where the library said: the replicated dir
+  // is a FUSE mount in its hakitd's namespace, and `process` (by name) runs
+  // there as `user` with `arg` (its data dir option) on its command line.
+  void ExpectServerOnReplicatedDir(const std::string& process, const std::string& arg,
+                                   const std::string& user) {
+    auto mounts = rig_->RunInDaemon(prim_, {"cat", "/proc/self/mounts"});
+    ASSERT_TRUE(mounts.ok()) << mounts.status().message();
+    EXPECT_NE(mounts->output.find(rig_->ReplicatedDir() + " fuse"), std::string::npos)
+        << mounts->output;
+    auto ps = rig_->RunInDaemon(prim_, {"ps", "-o", "user=,args=", "-C", process});
+    ASSERT_TRUE(ps.ok()) << ps.status().message();
+    EXPECT_NE(ps->output.find(arg), std::string::npos) << ps->output;
+    EXPECT_EQ(ps->output.rfind(user + " ", 0), 0u) << "not run as " << user << ": " << ps->output;
   }
 
   // Starts the client in the client namespace: `argv` prints each

@@ -16,10 +16,8 @@
 #include <string>
 #include <thread>
 
-#include "hakit/common/layout.h"
-#include "hakit/loader/loader.h"
-#include "hakit/scripts/module_host_context.h"
 #include "hakit/sdk/module.h"
+#include "loaded_module_test.h"
 #include "mariadb_test_util.h"
 
 namespace hakit::mariadb {
@@ -33,31 +31,16 @@ using sdk::Status;
 
 constexpr const char* kLibrary = HAKIT_BINARY_DIR "/modules/mariadb.so";
 
-HookArgs Args(const std::string& from, const std::string& to, bool force = false) {
-  HookArgs a;
-  a.current_state = from;
-  a.next_state = to;
-  a.action = "start";
-  a.timeout = 60s;
-  a.force = force;
-  return a;
-}
-
 int Shell(const std::string& cmd) { return std::system(cmd.c_str()); }
 
-class mariadb_Module : public ::testing::Test {
+class mariadb_Module : public loader::LoadedModuleTest {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (the server runs as user mysql)";
     if (!mariadbtest::Installed() || ::getpwnam("mysql") == nullptr) {
       GTEST_SKIP() << "mariadb-server is not installed";
     }
-    char tmpl[] = "/tmp/hakit-mdbtest-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
-    layout_ = std::make_unique<Layout>(dir_ / "root");
+    ASSERT_NO_FATAL_FAILURE(MakeRoot(kLibrary, "db"));
     port_ = std::to_string(30000 + ::getpid() % 10000);
     vars_ = {{"MARIADB_DATADIR", (dir_ / "data").string()},
              {"MARIADB_PORT", port_},
@@ -70,27 +53,7 @@ class mariadb_Module : public ::testing::Test {
     std::ifstream pid(dir_ / "data" / "mariadbd.pid");
     pid_t p = 0;
     if (pid >> p && p > 0) ::kill(p, SIGKILL);  // what a failed case left running
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  sdk::Result<loader::LoadedModule> Load(const std::map<std::string, std::string>& vars) {
-    host_ = std::make_unique<scripts::ModuleHostContext>(*layout_, "db", "node1", vars);
-    std::error_code ec;
-    fs::create_directories(host_->paths().log_dir, ec);
-    sdk::ModuleSettings s;
-    s.name = "db";
-    s.userconfig_path = layout_->UserConfig("db").string();
-    s.vars = vars;
-    s.paths = host_->paths();
-    return loader::LoadModule(kLibrary, s);
-  }
-
-  std::string Refusal(std::map<std::string, std::string> extra) {
-    auto vars = vars_;
-    for (auto& [k, v] : extra) vars[k] = v;
-    auto m = Load(vars);
-    return m.ok() ? std::string("accepted") : m.status().message();
+    RemoveRoot();
   }
 
   std::string Query(const std::string& sql) {
@@ -102,11 +65,7 @@ class mariadb_Module : public ::testing::Test {
     return rc == 0 ? text : "query failed: " + text;
   }
 
-  fs::path dir_;
-  std::unique_ptr<Layout> layout_;
-  std::unique_ptr<scripts::ModuleHostContext> host_;
   std::string port_;
-  std::map<std::string, std::string> vars_;
 };
 
 TEST_F(mariadb_Module, RefusesBadSettingsNamingTheVariable) {
@@ -188,9 +147,7 @@ TEST_F(mariadb_Module, StartsStopsAndRecoversARealServer) {
   EXPECT_EQ(Query("SELECT COUNT(*) FROM t"), "2\n");
   s = mod.RunHook(Hook::kStopPrim, Args("ALONE", "STOP", /*force=*/true), *host_);
   ASSERT_TRUE(s.ok()) << s.message();
-  std::ifstream mlog(layout_->ModuleLog("db"));
-  std::string text((std::istreambuf_iterator<char>(mlog)), {});
-  EXPECT_NE(text.find("SIGKILL"), std::string::npos) << text;
+  EXPECT_NE(ModuleLog().find("SIGKILL"), std::string::npos) << ModuleLog();
 }
 
 }  // namespace

@@ -39,14 +39,6 @@ using namespace std::chrono_literals;
 using pgtest::kPgBin;
 constexpr const char* kModule = "postgresql";
 
-int EnvInt(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  return (end != nullptr && *end == '\0' && n >= 0) ? static_cast<int>(n) : fallback;
-}
-
 class PostgresClusterTest : public DbRigTest {
  protected:
   // initdb once for the binary; every rig starts both nodes from a copy.
@@ -158,16 +150,8 @@ std::string PostgresClusterTest::template_error_;
 // secondary.
 TEST_F(PostgresClusterTest, ServesCommitsThroughTheVipWhileReplicatingPgdata) {
   ASSERT_NO_FATAL_FAILURE(StartPair(/*in_sync=*/false));
-  auto mounts = rig_->RunInDaemon(prim_, {"cat", "/proc/self/mounts"});
-  ASSERT_TRUE(mounts.ok()) << mounts.status().message();
-  EXPECT_NE(mounts->output.find(rig_->ReplicatedDir() + " fuse"), std::string::npos)
-      << mounts->output;
-  auto ps = rig_->RunInDaemon(prim_, {"ps", "-o", "user=,args=", "-C", "postgres"});
-  ASSERT_TRUE(ps.ok()) << ps.status().message();
-  EXPECT_NE(ps->output.find("postgres -D " + rig_->ReplicatedDir()), std::string::npos)
-      << ps->output;
-  EXPECT_EQ(ps->output.rfind("postgres ", 0), 0u) << "not run as user postgres: " << ps->output;
-
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectServerOnReplicatedDir("postgres", "postgres -D " + rig_->ReplicatedDir(), "postgres"));
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_TRUE(WaitCommits(200, 30s)) << ReadFile(errors_) << "\n" << ServerLog(prim_);
   const auto acked = Replication(prim_).value("acked_received", 0);

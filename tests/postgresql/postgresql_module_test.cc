@@ -17,10 +17,8 @@
 #include <string>
 #include <thread>
 
-#include "hakit/common/layout.h"
-#include "hakit/loader/loader.h"
-#include "hakit/scripts/module_host_context.h"
 #include "hakit/sdk/module.h"
+#include "loaded_module_test.h"
 
 namespace hakit::postgresql {
 namespace {
@@ -34,31 +32,15 @@ using sdk::Status;
 constexpr const char* kLibrary = HAKIT_BINARY_DIR "/modules/postgresql.so";
 constexpr const char* kPgBin = "/usr/lib/postgresql/15/bin";
 
-HookArgs Args(const std::string& from, const std::string& to, bool force = false) {
-  HookArgs a;
-  a.current_state = from;
-  a.next_state = to;
-  a.action = "start";
-  a.timeout = 60s;
-  a.force = force;
-  return a;
-}
-
 int Shell(const std::string& cmd) { return std::system(cmd.c_str()); }
 
-class postgresql_Module : public ::testing::Test {
+class postgresql_Module : public loader::LoadedModuleTest {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (the server runs as user postgres)";
     if (::getpwnam("postgres") == nullptr) GTEST_SKIP() << "no user postgres (postgresql-15)";
     if (!fs::exists(std::string(kPgBin) + "/pg_ctl")) GTEST_SKIP() << "postgresql-15 missing";
-    char tmpl[] = "/tmp/hakit-pgtest-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    // The server (user postgres) walks through it.
-    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
-    layout_ = std::make_unique<Layout>(dir_ / "root");
+    ASSERT_NO_FATAL_FAILURE(MakeRoot(kLibrary, "pg"));
     port_ = std::to_string(40000 + ::getpid() % 10000);
     vars_ = {{"PGDATA", (dir_ / "pgdata").string()},
              {"PGPORT", port_},
@@ -71,28 +53,7 @@ class postgresql_Module : public ::testing::Test {
     // A server a failed case left running.
     Shell("setpriv --reuid=postgres --regid=postgres --init-groups " + std::string(kPgBin) +
           "/pg_ctl stop -D " + (dir_ / "pgdata").string() + " -m immediate >/dev/null 2>&1");
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  sdk::Result<loader::LoadedModule> Load(const std::map<std::string, std::string>& vars) {
-    host_ = std::make_unique<scripts::ModuleHostContext>(*layout_, "pg", "node1", vars);
-    std::error_code ec;
-    fs::create_directories(host_->paths().log_dir, ec);
-    sdk::ModuleSettings s;
-    s.name = "pg";
-    s.userconfig_path = layout_->UserConfig("pg").string();
-    s.vars = vars;
-    s.paths = host_->paths();
-    return loader::LoadModule(kLibrary, s);
-  }
-
-  // Loads with vars_ + `extra`; the factory's error when it refuses.
-  std::string Refusal(std::map<std::string, std::string> extra) {
-    auto vars = vars_;
-    for (auto& [k, v] : extra) vars[k] = v;
-    auto m = Load(vars);
-    return m.ok() ? std::string("accepted") : m.status().message();
+    RemoveRoot();
   }
 
   void InitDb() {
@@ -115,11 +76,7 @@ class postgresql_Module : public ::testing::Test {
     return rc == 0 ? text : "psql failed: " + text;
   }
 
-  fs::path dir_;
-  std::unique_ptr<Layout> layout_;
-  std::unique_ptr<scripts::ModuleHostContext> host_;
   std::string port_;
-  std::map<std::string, std::string> vars_;
 };
 
 TEST_F(postgresql_Module, RefusesBadSettingsNamingTheVariable) {
@@ -181,9 +138,7 @@ TEST_F(postgresql_Module, StartPrimExplainsAnUnusableDataDir) {
   s = start();
   EXPECT_NE(s.message().find("chmod 0700"), std::string::npos) << s.message();
   // Each refusal went to the module log too.
-  std::ifstream log(layout_->ModuleLog("pg"));
-  std::string text((std::istreambuf_iterator<char>(log)), {});
-  EXPECT_NE(text.find("belongs to PostgreSQL 14"), std::string::npos);
+  EXPECT_NE(ModuleLog().find("belongs to PostgreSQL 14"), std::string::npos);
 }
 
 TEST_F(postgresql_Module, StartsStopsAndRecoversARealServer) {
@@ -232,12 +187,8 @@ TEST_F(postgresql_Module, StartsStopsAndRecoversARealServer) {
   // The forced stop is an immediate shutdown.
   s = mod.RunHook(Hook::kStopPrim, Args("ALONE", "STOP", /*force=*/true), *host_);
   ASSERT_TRUE(s.ok()) << s.message();
-  std::ifstream log(host_->user_log_path());
-  std::string text((std::istreambuf_iterator<char>(log)), {});
-  EXPECT_NE(text.find("server stopped"), std::string::npos);
-  std::ifstream mlog(layout_->ModuleLog("pg"));
-  std::string mtext((std::istreambuf_iterator<char>(mlog)), {});
-  EXPECT_NE(mtext.find("mode immediate"), std::string::npos) << mtext;
+  EXPECT_NE(ReadFile(host_->user_log_path()).find("server stopped"), std::string::npos);
+  EXPECT_NE(ModuleLog().find("mode immediate"), std::string::npos) << ModuleLog();
 }
 
 }  // namespace
