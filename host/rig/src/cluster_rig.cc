@@ -149,7 +149,11 @@ std::string ClusterRig::DefaultUserConfig() const {
             {"APP_PORT", std::to_string(options_.app_port)}};
   }
   for (const auto& [name, value] : vars) {
-    x << "      <var name=\"" << name << "\" value=\"" << value << "\"/>\n";
+    std::string escaped;
+    for (char ch : value) {
+      escaped += ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '"' ? "&quot;" : std::string(1, ch);
+    }
+    x << "      <var name=\"" << name << "\" value=\"" << escaped << "\"/>\n";
   }
   x << "    </user>\n";
   if (options_.replicated) {
