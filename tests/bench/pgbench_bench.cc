@@ -291,6 +291,7 @@ class PgBench {
       std::this_thread::sleep_for(500ms);
       long long cut = RealtimeNs();
       Status s = rig_->PowerCut(prim_);
+      const long long cut_done = RealtimeNs();
       // Until full synchronisation exists the secondary's copy misses what
       // the server wrote while its primary was ALONE at start-up: it waits
       // for the operator instead of taking over. Nothing to time then.
@@ -306,7 +307,10 @@ class PgBench {
         }
         std::this_thread::sleep_for(5ms);
       }
-      long long first = s.ok() && !waits ? wait_ack(cut, 60s) : 0;
+      // Acknowledgements that arrive while the cut is under way may still
+      // come from the old primary: only those after it count, timed from
+      // its start.
+      long long first = s.ok() && !waits ? wait_ack(cut_done, 60s) : 0;
       if (!s.ok()) {
         result = s;
       } else if (waits) {
