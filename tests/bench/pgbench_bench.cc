@@ -92,7 +92,7 @@ class PgBench {
     base_ = o_.work_parent / ("hakit-bench-pgbench-" + std::to_string(::getpid()));
   }
   ~PgBench() {
-    rig_.reset();
+    ResetRig();
     std::error_code ec;
     if (!o_.keep) fs::remove_all(base_, ec);
   }
@@ -128,7 +128,7 @@ class PgBench {
     std::vector<double> failovers;
     for (int i = 0; i < o_.failovers && !g_interrupted; ++i) {
       if (i > 0) {
-        rig_.reset();
+        ResetRig();
         if (Status s = MakeRig(i); !s.ok()) return s;
         if (Status s = StartPair(); !s.ok()) return s;
       }
@@ -157,6 +157,14 @@ class PgBench {
   }
 
  private:
+  // Ends the rig, and the shared memory its killed postmasters left.
+  void ResetRig() {
+    if (!rig_) return;
+    auto segments = pgtest::PostmasterSegments({rig_->DataDir("node1"), rig_->DataDir("node2")});
+    rig_.reset();
+    pgtest::RemoveUnattached(segments);
+  }
+
   Status MakeRig(int n) {
     RigOptions r;
     r.module = "postgresql";

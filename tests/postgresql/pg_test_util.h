@@ -3,6 +3,8 @@
 // node (and the local baseline) starts from as a copy.
 #pragma once
 
+#include <sys/ipc.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "hakit/sdk/status.h"
 
@@ -51,6 +54,39 @@ inline sdk::Status CopyTemplate(const std::filesystem::path& dir,
                           target.string();
   if (std::system(cmd.c_str()) != 0) return sdk::Status::Failed("failed: " + cmd);
   return sdk::Status::Ok();
+}
+
+// The System V segments the postmasters of `data_dirs` made (line 7 of
+// postmaster.pid: key and id). A postmaster killed with SIGKILL (a power cut)
+// leaves its small segment behind; read them before the dirs go.
+struct ShmSegment {
+  key_t key;
+  int id;
+};
+inline std::vector<ShmSegment> PostmasterSegments(
+    const std::vector<std::filesystem::path>& data_dirs) {
+  std::vector<ShmSegment> out;
+  for (const auto& dir : data_dirs) {
+    std::ifstream in(dir / "postmaster.pid");
+    std::string line;
+    for (int i = 0; i < 7 && std::getline(in, line); ++i) {
+    }
+    std::istringstream fields(line);
+    long key = 0;
+    int id = -1;
+    if (fields >> key >> id && id >= 0) out.push_back({static_cast<key_t>(key), id});
+  }
+  return out;
+}
+
+// Removes those of `segments` that still exist unchanged and unattached.
+inline void RemoveUnattached(const std::vector<ShmSegment>& segments) {
+  for (const auto& s : segments) {
+    shmid_ds ds;
+    if (::shmctl(s.id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == s.key && ds.shm_nattch == 0) {
+      ::shmctl(s.id, IPC_RMID, nullptr);
+    }
+  }
 }
 
 }  // namespace hakit::pgtest

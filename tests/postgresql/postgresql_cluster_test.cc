@@ -102,6 +102,17 @@ class PostgresClusterTest : public DbRigTest {
     return DbRigTest::ServerLog(node, "postgresql.log");
   }
 
+  // Ends the rig, and the shared memory its killed postmasters left.
+  void ResetRig() {
+    if (!rig_) return;
+    StopClient();
+    auto segments = pgtest::PostmasterSegments({rig_->DataDir("node1"), rig_->DataDir("node2")});
+    rig_.reset();
+    pgtest::RemoveUnattached(segments);
+  }
+
+  void TearDown() override { ResetRig(); }
+
   // Power cuts of the primary at random moments, one fresh rig per round;
   // the secondary takes over by itself.
   void PowerCutRounds() {
@@ -126,7 +137,7 @@ class PostgresClusterTest : public DbRigTest {
       ExpectLedgerServed("round " + std::to_string(round) + ", cut of " + prim_ + " after " +
                          std::to_string(delay.count()) + " ms, " + std::to_string(at_cut) +
                          " acknowledged before the cut");
-      rig_.reset();
+      ResetRig();
       if (HasFailure()) break;
     }
   }
