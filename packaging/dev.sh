@@ -13,7 +13,8 @@ deps=(cmake g++ ninja-build pkg-config libboost-dev libboost-filesystem-dev
       libboost-program-options-dev libboost-system-dev libpugixml-dev libsqlite3-dev
       sqlite3 libfuse3-dev fuse3 libarchive-dev libssl-dev nlohmann-json3-dev
       libgtest-dev libgmock-dev iproute2 iputils-ping procps psmisc
-      dpkg-dev file)  # dpkg-dev, file: CPack's .deb (dpkg-shlibdeps), built by CTest
+      dpkg-dev file  # CPack's .deb (dpkg-shlibdeps), built by CTest
+      postgresql-15 libpq-dev mariadb-server mariadb-client)  # the database modules' tests
 missing=()
 for p in "${deps[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -201,25 +201,26 @@ Result<std::unique_ptr<ModuleRuntime>> LoadModuleRuntime(const ModuleLoadRequest
   if (Status s = m->module->Describe(&m->description); !s.ok()) {
     return s.WithContext("module library " + m->library_path.string() + " Describe()");
   }
-  // Replicated dirs the library declares join <rfs>'s.
-  for (const auto& spec : m->description.replicated_dirs) {
-    for (const auto& d : m->config.rfs.replicated) {
-      if (d.dir == spec.path) {
-        return Status::InvalidArgument(layout.UserConfig(req.name).string() +
-                                       ": replicated dir " + spec.path +
-                                       " is declared both in <rfs> and by module library " +
-                                       m->library_path.string());
+  // The library's replicated dirs join <rfs>'s: one list for replication.
+  // A dir declared by both is a configuration error (sdk/module.h).
+  for (const auto& d : m->description.replicated_dirs) {
+    const std::string who = "module library " + m->library_path.string() + " Describe()";
+    if (d.path.empty() || d.path[0] != '/') {
+      return Status::InvalidArgument(who + ": replicated dir \"" + d.path + "\" is not absolute");
+    }
+    for (const auto& c : m->config.rfs.replicated) {
+      if (std::filesystem::path(c.dir).lexically_normal() ==
+          std::filesystem::path(d.path).lexically_normal()) {
+        return Status::InvalidArgument(layout.UserConfig(req.name).string() + ":" +
+                                       c.location.ToString() + ": <replicated dir=\"" + c.dir +
+                                       "\">: also declared by " + who + "; keep one");
       }
     }
-    config::ReplicatedDirConfig d;
-    d.dir = spec.path;
-    d.read_only = spec.read_only_on_secondary;
-    for (const auto& p : spec.not_replicated) {
-      config::NotReplicatedConfig n;
-      n.path = p;
-      d.not_replicated.push_back(std::move(n));
-    }
-    m->config.rfs.replicated.push_back(std::move(d));
+    config::ReplicatedDirConfig c;
+    c.dir = d.path;
+    c.read_only = d.read_only_on_secondary;
+    for (const auto& n : d.not_replicated) c.not_replicated.push_back({n, "", {}});
+    m->config.rfs.replicated.push_back(std::move(c));
   }
 
   for (const auto& intf : m->config.vip.interfaces) {

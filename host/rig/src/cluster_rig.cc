@@ -142,15 +142,26 @@ std::string ClusterRig::DefaultUserConfig() const {
     << "          <real_interface>\n"
     << "            <virtual_addr addr=\"" << Vip() << "\" where=\"one_side_alias\"/>\n"
     << "          </real_interface>\n        </interface>\n      </interface_list>\n    </vip>\n"
-    << "    <user nicestoptimeout=\"10\" forcestoptimeout=\"10\" logging=\"userlog\">\n"
-    << "      <var name=\"APP\" value=\"" << (options_.bin_dir / "hakit-demo-app").string()
-    << "\"/>\n"
-    << "      <var name=\"APP_PORT\" value=\"" << options_.app_port << "\"/>\n"
-    << "    </user>\n";
+    << "    <user nicestoptimeout=\"10\" forcestoptimeout=\"10\" logging=\"userlog\">\n";
+  std::map<std::string, std::string> vars = options_.vars;
+  if (options_.library.empty()) {
+    vars = {{"APP", (options_.bin_dir / "hakit-demo-app").string()},
+            {"APP_PORT", std::to_string(options_.app_port)}};
+  }
+  for (const auto& [name, value] : vars) {
+    std::string escaped;
+    for (char ch : value) {
+      escaped += ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '"' ? "&quot;" : std::string(1, ch);
+    }
+    x << "      <var name=\"" << name << "\" value=\"" << escaped << "\"/>\n";
+  }
+  x << "    </user>\n";
   if (options_.replicated) {
-    x << "    <rfs async=\"" << options_.replication_async << "\">\n"
-      << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n"
-      << "    </rfs>\n";
+    x << "    <rfs async=\"" << options_.replication_async << "\">\n";
+    if (options_.replicated_dir_in_userconfig) {
+      x << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n";
+    }
+    x << "    </rfs>\n";
   }
   x << "  </service>\n</safe>\n";
   return x.str();
@@ -210,15 +221,16 @@ Status ClusterRig::WriteModuleFolder(const fs::path& dir) const {
   if (Status s = WriteFile(dir / "conf" / "userconfig.xml", DefaultUserConfig(), rw); !s.ok()) {
     return s;
   }
-  if (!options_.library_module.empty()) {
+  const fs::path library =
+      !options_.library.empty() ? options_.library : options_.library_module;
+  if (!library.empty()) {
     const std::string& m = options_.module;
     std::error_code ec;
     fs::create_directories(dir / "lib", ec);
-    fs::copy_file(options_.library_module, dir / "lib" / (m + ".so"),
-                  fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(library, dir / "lib" / (m + ".so"), fs::copy_options::overwrite_existing, ec);
     if (ec) {
-      return Status::IoError("cannot install " + options_.library_module.string() + " in " +
-                             dir.string() + ": " + ec.message());
+      return Status::IoError("cannot install " + library.string() + " in " + dir.string() + ": " +
+                             ec.message());
     }
     return Status::Ok();
   }
@@ -238,6 +250,14 @@ Status ClusterRig::WriteUserConfig(const std::string& node, const std::string& t
   return WriteFile(LayoutOf(node).UserConfig(options_.module), text,
                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
                        fs::perms::others_read);
+}
+
+Status ClusterRig::SetUserVar(const std::string& name, const std::string& value) {
+  options_.vars[name] = value;
+  for (const auto& node : nodes()) {
+    if (Status s = WriteUserConfig(node, DefaultUserConfig()); !s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status ClusterRig::WriteScript(const std::string& node, const std::string& name,
@@ -349,6 +369,9 @@ Status ClusterRig::PowerCut(const std::string& node) {
   Status first;
   if (daemons_.count(node)) first = KillDaemon(node);
   if (auto pid = AppPid(node)) ::kill(*pid, SIGKILL);
+  if (!options_.library.empty()) {
+    if (Status s = bed_->KillAll(node); !s.ok() && first.ok()) first = s;
+  }
   return first;
 }
 

@@ -493,6 +493,16 @@ std::optional<ExitStatus> Testbed::WaitExit(pid_t pid, std::chrono::milliseconds
   }
 }
 
+Status Testbed::KillAll(std::string_view host) {
+  const Host* h = FindHost(host);
+  if (h == nullptr) return Status::NotFound("no host " + std::string(host) + " in this testbed");
+  if (int left = internal::KillAllInNetns({h->netns}); left > 0) {
+    return Status::Failed(std::to_string(left) + " process(es) of " + h->netns +
+                          " survived SIGKILL");
+  }
+  return Status::Ok();
+}
+
 void Testbed::KillSpawned() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<pid_t> running;

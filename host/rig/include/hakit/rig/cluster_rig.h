@@ -60,6 +60,16 @@ struct RigOptions {
   // the generic demo module. Its settings go in the userconfig.xml the test
   // writes with WriteUserConfig (DefaultUserConfig() as a start).
   std::filesystem::path library_module;
+  // A module library installed as modules/MODULE/lib/MODULE.so instead of
+  // the demo's scripts; <user> then holds `vars` (not the demo's APP vars).
+  // PowerCut() kills every process of the node's namespace, since the rig
+  // does not know what the library started. Empty: the demo module.
+  std::filesystem::path library;
+  std::map<std::string, std::string> vars;
+  // With `replicated`: whether <rfs> lists ReplicatedDir(). Off for a
+  // library that declares the dir itself (Describe()); each node still sees
+  // its DataDir() at ReplicatedDir().
+  bool replicated_dir_in_userconfig = true;
 };
 
 class ClusterRig {
@@ -97,6 +107,9 @@ class ClusterRig {
   // Writes the demo module (conf/userconfig.xml, bin/ scripts) into `dir`,
   // as the rig installs it on each node.
   Status WriteModuleFolder(const std::filesystem::path& dir) const;
+  // Sets one <user><var> of RigOptions::vars and rewrites both nodes'
+  // userconfig.xml (for values known once the rig exists: ReplicatedDir()).
+  Status SetUserVar(const std::string& name, const std::string& value);
   // Replaces one of the node's demo scripts (bin/NAME), executable.
   Status WriteScript(const std::string& node, const std::string& name, const std::string& text);
   // Replaces a node's cluster key by a fresh one (the "wrong key" case).
@@ -110,7 +123,8 @@ class ClusterRig {
   Status KillDaemon(const std::string& node);
   bool DaemonRunning(const std::string& node);
   // The node fails as a power cut would: links cut, hakitd and the
-  // application killed with SIGKILL.
+  // application (with a library: every process of the node's namespace)
+  // killed with SIGKILL.
   Status PowerCut(const std::string& node);
   // Links back (the daemon stays down until StartDaemon).
   Status RestoreNetwork(const std::string& node);

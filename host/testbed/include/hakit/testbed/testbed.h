@@ -185,6 +185,10 @@ class Testbed {
   // included. After the leader was reaped, only members still inside this
   // testbed's namespaces are signalled (the group id may have been reused).
   sdk::Status KillGroup(pid_t pid, int signal = SIGKILL);
+  // SIGKILLs every process inside `host`'s network namespace (what a power
+  // cut ends), spawned here or not; spawned ones are left for WaitExit.
+  // Fails if some survive a second of repeated kills.
+  sdk::Status KillAll(std::string_view host);
   // Reaps a spawned process, waiting up to `timeout`; nullopt while it still
   // runs (or if it was not spawned here). Asking again after it was reaped
   // returns the same status.
