@@ -4,14 +4,13 @@
 // a client in the client namespace (hakit-pg-client, libpq) commits numbered
 // transactions through the VIP and ledgers every acknowledged commit.
 //
-// Enabled today: the server runs through the module on the primary and every
-// commit goes through the replicated PGDATA. DISABLED_ until full
-// synchronisation lands (see each test): failover after power cuts of the
-// primary at random moments (HAKIT_PG_ROUNDS rounds, default 3, one fresh rig
-// each; delay 300-1500 ms from a generator seeded with the round +
-// HAKIT_PG_SEED) with every ledgered commit served by the other node; a swap
-// under load; the old primary's return and reintegration. Run them with
-// --gtest_also_run_disabled_tests.
+// The server runs through the module on the primary and every commit goes
+// through the replicated PGDATA; failover after power cuts of the primary at
+// random moments (HAKIT_PG_ROUNDS rounds, default 3, one fresh rig each;
+// delay 300-1500 ms from a generator seeded with the round + HAKIT_PG_SEED)
+// with every ledgered commit served by the other node; a swap under load; the
+// old primary's return, its reintegration (only what differs sent) and a swap
+// back under load.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -174,22 +173,16 @@ TEST_F(PostgresClusterTest, ServesCommitsThroughTheVipWhileReplicatingPgdata) {
   ExpectLedgerServed("through the VIP on " + prim_);
 }
 
-// DISABLED until full synchronisation lands. The primary always starts
-// ALONE, and PostgreSQL writes at start-up (pg_control "in production",
-// postmaster.pid, ...) before the secondary connects; without a full sync the
-// secondary's copy is rightly marked incomplete and never takes over on its
-// own. (Forcing it with `hakit prim` serves a copy whose pg_control still
-// says "shut down" at initdb time: no WAL replay, commits invisible.) Once the
-// pair reaches PRIM/SECOND with an up-to-date secondary, this runs as is: it
-// passed 3 rounds against a daemon patched to count the secondary complete,
-// with a CHECKPOINT after pairing standing in for the missing full sync.
-TEST_F(PostgresClusterTest, DISABLED_NoAcknowledgedCommitIsLostWhenThePrimaryLosesPower) {
+// The primary starts ALONE and PostgreSQL writes at start-up (pg_control "in
+// production", ...) before the secondary connects: the full synchronisation
+// brings the secondary up to date before it counts as complete.
+TEST_F(PostgresClusterTest, NoAcknowledgedCommitIsLostWhenThePrimaryLosesPower) {
   PowerCutRounds();
 }
 
 // A swap while the client commits: PostgreSQL stops (fast) on the primary and
 // starts on the secondary, which held every change; nothing acknowledged is lost.
-TEST_F(PostgresClusterTest, DISABLED_SwapUnderLoadLosesNothing) {
+TEST_F(PostgresClusterTest, SwapUnderLoadLosesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartPair(true));
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_TRUE(WaitCommits(20, 15s)) << ReadFile(errors_);
@@ -206,12 +199,10 @@ TEST_F(PostgresClusterTest, DISABLED_SwapUnderLoadLosesNothing) {
   ExpectLedgerServed("swap " + prim_ + " -> " + second_);
 }
 
-// DISABLED until full synchronisation / reintegration lands: today a node that
-// comes back after a power cut stays stale (WAIT) and never pairs again.
-// Then: the old primary returns while the client keeps committing, is
-// reintegrated as SECOND (only what changed copied), takes the primary role
-// back by a swap under load, and every acknowledged commit is served.
-TEST_F(PostgresClusterTest, DISABLED_OldPrimaryReintegratesAndTakesOverAgainUnderLoad) {
+// The old primary returns while the client keeps committing, is reintegrated
+// as SECOND (only what differs sent), takes the primary role back by a swap
+// under load, and every acknowledged commit is served.
+TEST_F(PostgresClusterTest, OldPrimaryReintegratesAndTakesOverAgainUnderLoad) {
   ASSERT_NO_FATAL_FAILURE(StartPair(true));
   ASSERT_NO_FATAL_FAILURE(StartClient());
   ASSERT_TRUE(WaitCommits(20, 15s)) << ReadFile(errors_);
@@ -228,11 +219,19 @@ TEST_F(PostgresClusterTest, DISABLED_OldPrimaryReintegratesAndTakesOverAgainUnde
   auto paired = rig_->WaitPaired(120s);
   ASSERT_TRUE(paired.ok()) << paired.status().message() << "\n" << StateDump(first);
   EXPECT_EQ(*paired, second_);
-  // Reintegration copied what changed, not the whole data dir.
-  auto events = History(second_);
-  bool partial = std::any_of(events.begin(), events.end(), [](const history::Event& e) {
-    return e.kind == "reintegration" && e.reason.find("full") == std::string::npos;
-  });
+  // Reintegration copied what differed, not the whole data dir.
+  bool partial = WaitFor(
+      [&] {
+        for (const auto& e : History(second_)) {
+          if (e.kind != "reintegration_end") continue;
+          auto d = nlohmann::json::parse(e.details, nullptr, false);
+          if (d.is_object() && d.value("bytes_sent", 0ull) < d.value("bytes_compared", 0ull) / 2) {
+            return true;
+          }
+        }
+        return false;
+      },
+      10s);
   EXPECT_TRUE(partial) << "no partial reintegration recorded on " << second_;
   ASSERT_TRUE(WaitCommits(20, 30s)) << ReadFile(errors_);
 

@@ -100,7 +100,7 @@ TEST_F(postgresql_Module, DescribesItsDataDirAndCheckers) {
   ASSERT_TRUE((*m)->Describe(&d).ok());
   ASSERT_EQ(d.replicated_dirs.size(), 1u);
   EXPECT_EQ(d.replicated_dirs[0].path, vars_["PGDATA"]);
-  EXPECT_EQ(d.replicated_dirs[0].not_replicated, std::vector<std::string>{"pg_stat_tmp"});
+  EXPECT_EQ(d.replicated_dirs[0].not_replicated, (std::vector<std::string>{"pg_stat_tmp", "postmaster.pid", "postmaster.opts"}));
   ASSERT_EQ(d.checkers.size(), 2u);
   EXPECT_EQ(d.checkers[0].kind, "process");
   EXPECT_EQ(d.checkers[0].params.at("name"), "postgres");

@@ -48,8 +48,10 @@ class PostgresModule : public sdk::Module {
     sdk::ReplicatedDirSpec dir;
     dir.path = s_.data_dir;
     // Statistics scratch files, rebuilt at start (PostgreSQL documents the
-    // directory as safe to lose).
-    dir.not_replicated = {"pg_stat_tmp"};
+    // directory as safe to lose), and the running postmaster's lock file,
+    // which names a process of the other node (pg_basebackup leaves both
+    // out for the same reasons).
+    dir.not_replicated = {"pg_stat_tmp", "postmaster.pid", "postmaster.opts"};
     out->replicated_dirs.push_back(dir);
 
     // The postmaster is the one postgres process started with -D PGDATA
@@ -131,6 +133,19 @@ class PostgresModule : public sdk::Module {
       host.Log(sdk::LogLevel::kInfo, "PostgreSQL already runs on " + s_.data_dir + " (pid " +
                                          std::to_string(pid) + ")");
       return Status::Ok();
+    }
+    // Lock files no postmaster of this data dir holds on this node were
+    // left by a crash; their PID may since belong to another process, which
+    // PostgreSQL would take for a live postmaster.
+    for (const std::string& lock :
+         {s_.data_dir + "/postmaster.pid",
+          s_.socket_dir + "/.s.PGSQL." + std::to_string(s_.port) + ".lock"}) {
+      if (::access(lock.c_str(), F_OK) != 0) continue;
+      host.Log(sdk::LogLevel::kWarning,
+               "removing " + lock + ", left by a postmaster that no longer runs on this node");
+      if (::unlink(lock.c_str()) != 0 && errno != ENOENT) {
+        return Status::IoError("cannot remove the stale " + lock + ": " + std::strerror(errno));
+      }
     }
     std::string options = "-p " + std::to_string(s_.port) + " -k '" + s_.socket_dir +
                           "' -c listen_addresses='" + s_.listen + "'";
