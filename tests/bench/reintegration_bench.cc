@@ -38,15 +38,20 @@
 // bytes_sent <= 1.5 x bytes_changed, unchanged_100k_s < 1.0.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -76,6 +81,7 @@ struct Options {
   fs::path work_parent = "/var/tmp";
   bool keep = false;
   std::uint64_t seed = 1;
+  fs::path perf_dir;
 };
 
 void Usage() {
@@ -91,6 +97,7 @@ void Usage() {
                    contender reads and writes this filesystem)
   --seed N         seed of the generated data and of the changed zones (default 1)
   --keep           keep the work directory (logs)
+  --perf DIR       `perf record -a -g` during each reintegration, into DIR/*.data
 Needs root (network namespaces, drop_caches), /dev/fuse, rsync. Ends with:
   BENCH reintegration hakit_s=.. rsync_s=.. full_s=.. speedup_rsync=.. bytes_sent=..
     bytes_changed=.. unchanged_100k_s=..
@@ -110,6 +117,23 @@ std::string Fmt(double v, int digits = 2) {
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// CPU seconds (user + system, all threads) that process `pid` used so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto p = text.rfind(')');
+  if (p == std::string::npos) return 0;
+  std::istringstream rest(text.substr(p + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // Fields 3.. after the command name; utime and stime are fields 14 and 15.
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
 
 // ---- generator (runs inside the primary's namespaces) ----------------------
 
@@ -304,6 +328,35 @@ Status Run(const std::vector<std::string>& argv) {
   return Status::Ok();
 }
 
+// With --perf DIR: `perf record -a -g` while a reintegration runs, into
+// DIR/LABEL.data (for `perf report -i`), to see where its time goes.
+class Perf {
+ public:
+  Perf(const fs::path& dir, const std::string& label) {
+    if (dir.empty()) return;
+    std::string name;
+    for (char c : label) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    const std::string out = (dir / (name + ".data")).string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execlp("perf", "perf", "record", "-q", "-a", "-g", "-o", out.c_str(), nullptr);
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(500ms);  // perf's start-up out of the measure
+  }
+  ~Perf() { Stop(); }
+  void Stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGINT);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 class ReintegrationBench {
  public:
   explicit ReintegrationBench(const Options& o) : o_(o) {}
@@ -399,6 +452,11 @@ class ReintegrationBench {
     if (Status s = rig_->StartDaemon(second_); !s.ok()) return s.WithContext("start " + second_);
     const auto sessions = Replication(prim_).value("sessions", 0);
     Settle();
+    std::map<std::string, double> cpu0;
+    for (const auto& n : rig_->nodes()) {
+      if (auto pid = rig_->DaemonPid(n)) cpu0[n] = CpuSeconds(*pid);
+    }
+    Perf perf(o_.perf_dir, label);
     const auto t0 = Clock::now();
     auto c = rig_->Command(second_, "start");
     if (!c.ok()) return c.status();
@@ -420,10 +478,19 @@ class ReintegrationBench {
     if (!ok) return Status::Timeout(label + ": the secondary never became up_to_date: " + Replication(prim_).dump());
     ::sync();
     const auto t2 = Clock::now();
+    perf.Stop();
+    std::string cpu;
+    for (const auto& [n, c0] : cpu0) {
+      if (auto pid = rig_->DaemonPid(n)) {
+        cpu += (cpu.empty() ? "" : ", ") + n + (n == prim_ ? " (primary) " : " (secondary) ") +
+               Fmt(CpuSeconds(*pid) - c0) + " s";
+      }
+    }
     last_sync_ = Replication(prim_).value("sync", nlohmann::json::object());
     std::cout << "  " << label << ": " << Fmt(Seconds(t2 - t0), 3) << " s (start -> up_to_date "
               << Fmt(Seconds(t1 - t0), 3) << " s, sync(2) " << Fmt(Seconds(t2 - t1), 3)
               << " s); primary's sync " << last_sync_.dump() << "\n";
+    std::cout << "    hakitd CPU time: " << cpu << "\n";
     PrintSyncLog();
     std::cout.flush();
     return Seconds(t2 - t0);
@@ -515,7 +582,7 @@ class ReintegrationBench {
     if (Status s = Run({"diff", "-rq", a.string(), b.string()}); !s.ok()) {
       return Status::Failed("the copies differ after the reintegration: " + s.message());
     }
-    std::cout << "  both copies of " << sub << " are identical (diff -r)\n";
+    std::cout << "  both copies of " << sub << " are identical (diff -r)" << std::endl;
     return Status::Ok();
   }
 
@@ -597,6 +664,8 @@ int Main(int argc, char** argv) {
       o.seed = std::strtoull(next().c_str(), nullptr, 10);
     } else if (a == "--keep") {
       o.keep = true;
+    } else if (a == "--perf") {
+      o.perf_dir = next();
     } else if (a == "-h" || a == "--help") {
       Usage();
       return 0;
