@@ -15,9 +15,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 namespace hakit::bench {
 
@@ -365,6 +368,33 @@ std::string FormatSummary(const Summary& s, const char* unit) {
   std::snprintf(buf, sizeof buf, "min/median/max = %.1f/%.1f/%.1f %s (n=%zu)", s.min, s.median,
                 s.max, unit, s.n);
   return buf;
+}
+
+std::map<std::string, double> ParseFigures(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string tok; in >> tok;) {
+    auto eq = tok.find('=');
+    if (eq == std::string::npos) continue;
+    out[tok.substr(0, eq)] = std::atof(tok.c_str() + eq + 1);
+  }
+  return out;
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto p = text.rfind(')');
+  if (p == std::string::npos) return 0;
+  std::istringstream rest(text.substr(p + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // Fields 3.. after the command name; utime and stime are fields 14 and 15.
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 std::vector<LogLine> ReadLog(const std::filesystem::path& path) {

@@ -9,11 +9,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "hakit/sdk/status.h"
 
@@ -121,6 +124,13 @@ struct LogLine {
   std::string message;
 };
 std::vector<LogLine> ReadLog(const std::filesystem::path& path);
+
+// The figures a benchmark helper prints ("k1=v1 k2=v2 ..."), by key.
+std::map<std::string, double> ParseFigures(const std::string& text);
+
+// CPU seconds (user + system, all threads) that process `pid` used so far;
+// 0 if it is gone.
+double CpuSeconds(pid_t pid);
 
 // Brings the interfaces `ifnames` of `netns` down back to back (one ioctl
 // each, from this process: microseconds apart, where `ip` would take a fork

@@ -101,35 +101,6 @@ std::string Fmt2(double v) {
   return b;
 }
 
-// "k1=v1 k2=v2" -> map.
-std::map<std::string, double> ParseFigures(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  for (std::string tok; in >> tok;) {
-    auto eq = tok.find('=');
-    if (eq == std::string::npos) continue;
-    out[tok.substr(0, eq)] = std::atof(tok.c_str() + eq + 1);
-  }
-  return out;
-}
-
-// CPU seconds (user + system, all threads) that process `pid` used so far.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto p = text.rfind(')');
-  if (p == std::string::npos) return 0;
-  std::istringstream rest(text.substr(p + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // Fields 3.. after the command name; utime and stime are fields 14 and 15.
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 class ReplicationBench {
  public:
   explicit ReplicationBench(const Options& o) : o_(o) {}
