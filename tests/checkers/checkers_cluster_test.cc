@@ -173,6 +173,15 @@ TEST_F(CheckersTest, TcpAndCustomCheckers) {
   ASSERT_TRUE(WaitResource(p, "tcp.app", "up"));
   ASSERT_TRUE(WaitResource(p, "custom.probe", "up"));
   EXPECT_EQ(ResourceState(q, "custom.probe"), "init");
+  // The peer sees them in the heartbeats.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& r : Checks(q).value("peer_resources", nlohmann::json::array())) {
+          if (r.value("name", "") == "tcp.app" && r.value("state", "") == "up") return true;
+        }
+        return false;
+      },
+      5s));
   std::ifstream args(rig_->LayoutOf(p).ModuleVar("demo") / "custom.log");
   std::string first;
   std::getline(args, first);
@@ -333,6 +342,81 @@ TEST_F(CheckersTest, NoWitnessReachableBothWait) {
   ASSERT_TRUE(rig_->bed().RestoreLink("node2", 0).ok());
   auto again = rig_->WaitPaired(30s);
   EXPECT_TRUE(again.ok()) << again.status().message();
+}
+
+// Interface and ping checkers (class pre, action wait): the node whose lan1
+// loses its carrier stops the application and waits, its peer takes over;
+// a router (the client) gone for both keeps both waiting; each comes back
+// on its own once the resource is up.
+TEST_F(CheckersTest, InterfaceAndPingWait) {
+  MakeRig();
+  Configure(
+      "    <check>\n"
+      "      <intf ident=\"lan1\"><to name=\"lan1\" interval=\"300ms\" timeout=\"200ms\"/></intf>\n"
+      "      <ping ident=\"router\"><to addr=\"" + rig_->bed().ClientAddress(0) +
+      "\" interval=\"300ms\" timeout=\"200ms\"/></ping>\n"
+      "    </check>\n");
+  StartBoth();
+  auto prim = rig_->WaitPaired(30s);
+  ASSERT_TRUE(prim.ok()) << prim.status().message();
+  const std::string p = *prim, q = rig_->Peer(p);
+  ASSERT_TRUE(WaitResource(p, "intf.lan1", "up"));
+  ASSERT_TRUE(WaitResource(q, "ping.router", "up"));
+
+  ASSERT_TRUE(rig_->bed().CutLink(p, 1, testbed::CutMode::kLinkDown).ok());
+  ASSERT_TRUE(WaitResource(p, "intf.lan1", "down"));
+  ASSERT_TRUE(rig_->WaitState(p, State::kWait, 15s).ok());
+  ASSERT_TRUE(rig_->WaitState(q, State::kAlone, 15s).ok());
+  EXPECT_FALSE(rig_->AppRunning(p));
+  EXPECT_TRUE(rig_->AppRunning(q));
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(rig_->StateOf(p), State::kWait);  // held while the link is down
+  ASSERT_TRUE(rig_->bed().RestoreLink(p, 1).ok());
+  ASSERT_TRUE(rig_->WaitState(p, State::kSecond, 20s).ok());
+  ASSERT_TRUE(rig_->WaitState(q, State::kPrim, 20s).ok());
+
+  // The router gone for both: neither runs the application.
+  ASSERT_TRUE(rig_->bed().CutLink("client", 0).ok());
+  ASSERT_TRUE(rig_->WaitState(p, State::kWait, 15s).ok());
+  ASSERT_TRUE(rig_->WaitState(q, State::kWait, 15s).ok());
+  EXPECT_FALSE(rig_->AppRunning(p));
+  EXPECT_FALSE(rig_->AppRunning(q));
+  ASSERT_TRUE(rig_->bed().RestoreLink("client", 0).ok());
+  auto again = rig_->WaitPaired(30s);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+
+  ASSERT_TRUE(rig_->StopDaemon(p).ok());
+  auto ev = History(p);
+  bool intf = false;
+  for (const auto& e : ev) {
+    intf |= e.kind == "checker_failure" && e.reason.rfind("intf.lan1 down", 0) == 0;
+  }
+  EXPECT_TRUE(intf);
+}
+
+// The ip checker: the VIP removed behind hakitd's back is a stopstart (the
+// peer takes over while this node restarts its module).
+TEST_F(CheckersTest, IpCheckerStopStarts) {
+  MakeRig();
+  Configure("    <check><ip ident=\"vip\"><to addr=\"" + rig_->Vip() +
+            "\" interval=\"300ms\" timeout=\"200ms\"/></ip></check>\n");
+  StartBoth();
+  auto prim = rig_->WaitPaired(30s);
+  ASSERT_TRUE(prim.ok()) << prim.status().message();
+  const std::string p = *prim, q = rig_->Peer(p);
+  ASSERT_TRUE(WaitResource(p, "ip.vip", "up"));
+  auto del = rig_->bed().RunIn(rig_->bed().NodeNamespace(p),
+                               {"ip", "addr", "del", rig_->Vip() + "/25", "dev", "lan0"}, 5s);
+  ASSERT_TRUE(del.ok() && del->status.code == 0) << (del.ok() ? del->output : del.status().message());
+  ASSERT_TRUE(rig_->WaitState(q, State::kPrim, 20s).ok());
+  ASSERT_TRUE(rig_->WaitState(p, State::kSecond, 20s).ok());
+  EXPECT_TRUE(rig_->HasVip(q));
+  EXPECT_FALSE(rig_->HasVip(p));
+  ASSERT_TRUE(rig_->StopDaemon(p).ok());
+  auto ev = History(p);
+  const history::Event* ss = Find(ev, "stopstart");
+  ASSERT_NE(ss, nullptr);
+  EXPECT_NE(ss->reason.find("ip.vip down"), std::string::npos) << ss->reason;
 }
 
 }  // namespace

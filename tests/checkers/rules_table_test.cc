@@ -212,7 +212,9 @@ const char* kRows[] = {
   // Busy: nothing until the transition ends.
   "PRIM*  SECOND 0 0 3 0 proc.app:down:restart:prim:0 -> noaction -",
   "ALONE* -      9 9 3 0 proc.app:down:stop:prim:0 -> noaction -",
-  "WAIT*  -      0 0 3 0 intf.l:down:wait:pre:0 -> noaction -",
+  "WAIT*  -      0 0 3 0 intf.l:down:wait:pre:0 -> noaction - hold",
+  "PRIM*  SECOND 0 0 3 0 intf.l:down:wait:pre:0 -> noaction - hold",
+  "SECOND* PRIM  0 0 3 0 intf.l:up:wait:pre:0 -> noaction -",
   // Disabled resources (errd off, checker off) are ignored.
   "PRIM   SECOND 0 0 3 0 proc.app:down:restart:prim:0:off -> noaction -",
   "PRIM   SECOND 0 0 3 0 proc.app:down:restart:prim:0:off,tcp.db:down:restart:prim:0 -> restart tcp.db",
@@ -302,12 +304,13 @@ TEST(RulesMatrix, ClassesAgainstStates) {
               in.resources.push_back(r);
               Plan p = Evaluate(in);
               ++cases;
-              const bool asks = active[w][s] && !busy && rs == ResourceState::kDown && age >= 500;
-              if (!asks) {
+              const bool down_long = active[w][s] && rs == ResourceState::kDown && age >= 500;
+              // The hold of a wait resource outlasts transitions.
+              EXPECT_EQ(p.hold_wait, down_long && action == PlannedKind::kWait);
+              const bool pending = active[w][s] && rs == ResourceState::kDown && age < 500;
+              EXPECT_EQ(p.pending.size(), pending ? 1u : 0u);
+              if (!down_long || busy) {
                 EXPECT_EQ(p.kind, PlannedKind::kNoAction);
-                EXPECT_FALSE(p.hold_wait);
-                const bool pending = active[w][s] && !busy && rs == ResourceState::kDown;
-                EXPECT_EQ(p.pending.size(), pending ? 1u : 0u);
                 continue;
               }
               EXPECT_EQ(p.hold_wait, action == PlannedKind::kWait);

@@ -116,7 +116,7 @@ bool ActiveIn(config::When when, State state) {
 
 Plan Evaluate(const RuleInput& in) {
   Plan plan;
-  if (in.state == State::kStop || in.busy) return plan;
+  if (in.state == State::kStop) return plan;
 
   // The resources that ask for something now, in name order.
   std::vector<const ResourceFact*> failed;
@@ -142,7 +142,13 @@ Plan Evaluate(const RuleInput& in) {
     if (r->handled) continue;
     if (chosen == nullptr || Severity(r->action) > Severity(chosen->action)) chosen = r;
   }
-  if (chosen == nullptr || chosen->action == PlannedKind::kNoAction) return plan;
+  // A running transition is not interrupted; the hold stays meanwhile, so
+  // that the end of the transition does not let the module start.
+  if (in.busy || chosen == nullptr || chosen->action == PlannedKind::kNoAction) {
+    plan.resource.clear();
+    return Plan{PlannedKind::kNoAction, "", "", "", false, plan.hold_wait, plan.wait_reason,
+                plan.pending};
+  }
 
   PlannedKind kind = chosen->action;
   std::string why = chosen->name + " down for " + Ms(chosen->age);

@@ -385,6 +385,7 @@ class Daemon : public cluster::HeartbeatListener {
                              const std::string& reason, const nlohmann::json& details) {
       Record(name, kind, from, to, reason, details);
     };
+    cb.changed = [this, name]() { Publish(name); };
     m.checks = std::make_unique<ModuleChecks>(io_, m, layout_.ModuleVar(m.name) / "operator.json", cb);
     return m.checks->Start();
   }
@@ -616,6 +617,15 @@ class Daemon : public cluster::HeartbeatListener {
         m.controller->SetData(rel->local);
       }
     }
+    if (m.checks) {
+      std::vector<std::pair<std::string, checkers::ResourceState>> peer_resources;
+      for (const auto& r : info.resources) {
+        if (r.state <= static_cast<std::uint8_t>(checkers::ResourceState::kDown)) {
+          peer_resources.emplace_back(r.name, static_cast<checkers::ResourceState>(r.state));
+        }
+      }
+      m.checks->SetPeerResources(std::move(peer_resources));
+    }
     // Our generation's answer to the peer may have changed: tell it.
     Publish(module);
     if (!v.config_matches && m.config_match_reported != 1) {
@@ -728,6 +738,11 @@ class Daemon : public cluster::HeartbeatListener {
     info.was_last_prim = f.was_last_prim;
     info.data = f.data;
     info.config_hash = it->second->config_hash;
+    if (it->second->checks) {
+      for (const auto& [n, st] : it->second->checks->LocalResources()) {
+        info.resources.push_back({n, static_cast<std::uint8_t>(st)});
+      }
+    }
     const Generations& gens = it->second->generations;
     info.generation = gens.current;
     if (const cluster::PeerInfo* p = heartbeats_->Peer(module)) {

@@ -28,9 +28,6 @@ using sdk::Status;
 
 namespace {
 
-// How often the rules are evaluated besides every resource change (for the
-// debounce and the witness while the peer is lost).
-constexpr std::chrono::milliseconds kPeriod{1000};
 constexpr std::chrono::milliseconds kWitnessTimeout{1000};
 
 std::vector<std::string> Words(const std::string& s) {
@@ -283,18 +280,25 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
+  // Whether the resource is watched now (its class, errd/checker on).
   bool Active(const Watch& w) const {
-    return Enabled(w) && checkers::ActiveIn(w.when, facts().state) && !facts().busy;
+    return Enabled(w) && checkers::ActiveIn(w.when, facts().state);
   }
 
   void Result(Watch& w, std::uint64_t round, bool up, const std::string& why) {
     if (round != w.round) return;
     w.in_flight = false;
-    if (Active(w)) Set(w.resource, up ? ResourceState::kUp : ResourceState::kDown, "checker", why);
+    if (Active(w) && !facts().busy) Set(w.resource, up ? ResourceState::kUp : ResourceState::kDown, "checker", why);
     Schedule(w, w.interval);
   }
 
   void Probe(Watch& w) {
+    // While hooks run the application comes and goes: no probe, and the
+    // resource keeps what it was (a wait resource keeps holding).
+    if (facts().busy) {
+      Schedule(w, w.interval);
+      return;
+    }
     if (w.kind == Kind::kCustom) {
       Active(w) ? StartCustom(w) : StopCustom(w);
       if (!Active(w)) Set(w.resource, ResourceState::kInit, "inactive", "");
@@ -440,6 +444,7 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
            const std::string& why) {
     const auto now = Clock::now();
     if (!table.Set(name, state, now, by)) return;
+    if (callbacks.changed) callbacks.changed();
     if (state != ResourceState::kInit) {
       Log(state == ResourceState::kDown ? sdk::LogLevel::kWarning : sdk::LogLevel::kInfo,
           "resource " + name + " " + checkers::ResourceStateName(state) + " (set by " + by +
@@ -464,6 +469,7 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
     for (const auto& [n, s] : peer_resources) in.peer_resources.push_back({n, s});
     in.failover = failover_on;
     in.maxloop = m.config.service.maxloop;
+    in.handle_time = m.config.failover.handle_time;
     in.max_failovers = std::max(1, m.config.service.maxloop);
     in.loops = loops.Count(now);
     in.failovers = failovers.Count(now);
@@ -530,7 +536,7 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
 
   void Tick() {
     std::weak_ptr<Impl> weak = shared_from_this();
-    eval_timer.expires_after(kPeriod);
+    eval_timer.expires_after(m.config.failover.period);
     eval_timer.async_wait([weak](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->stopped) return;

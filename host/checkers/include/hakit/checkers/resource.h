@@ -25,10 +25,11 @@ namespace hakit::checkers {
 
 using Clock = std::chrono::steady_clock;
 
+// The values travel in heartbeats (one byte): never renumber.
 enum class ResourceState {
-  kInit,  // not known yet (checker not run since the module's last transition)
-  kUp,
-  kDown,
+  kInit = 0,  // not known yet (checker not run since the module's last transition)
+  kUp = 1,
+  kDown = 2,
 };
 
 // "init", "up", "down".

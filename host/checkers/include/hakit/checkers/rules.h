@@ -31,9 +31,9 @@
 // splitbrain.* resources never trigger an action: the witness is consulted
 // only when every heartbeat is lost (mirror_fsm's Facts::witness).
 //
-// Nothing is planned while the module is STOP or busy (a transition runs),
-// for resources in init, or for disabled resources (`hakit errd off`,
-// `hakit checker off`: the caller marks them).
+// Nothing is planned while the module is STOP or busy (a transition runs;
+// hold_wait is still reported then), for resources in init, or for disabled
+// resources (`hakit errd off`, `hakit checker off`: the caller marks them).
 #pragma once
 
 #include <chrono>

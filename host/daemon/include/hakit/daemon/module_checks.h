@@ -38,6 +38,8 @@ struct ChecksCallbacks {
   std::function<void(const std::string&, const std::string&, const std::string&,
                      const std::string&, const nlohmann::json&)>
       record;
+  // A resource changed state: the heartbeats should carry it.
+  std::function<void()> changed;
 };
 
 class ModuleChecks {
