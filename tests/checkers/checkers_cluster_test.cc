@@ -60,6 +60,11 @@ class CheckersTest : public RigTest {
     ASSERT_TRUE(WaitFor([&] { return rig_->AppRunning(node); }, 10s));
   }
 
+  std::string WitnessConfig() {
+    return "    <check><splitbrain ident=\"witness\" exec=\"ping\" arg=\"" +
+           rig_->bed().WitnessAddress() + "\"/></check>\n";
+  }
+
   static int CountKind(const std::vector<history::Event>& ev, const std::string& kind) {
     return static_cast<int>(
         std::count_if(ev.begin(), ev.end(), [&](const auto& e) { return e.kind == kind; }));
@@ -282,39 +287,56 @@ TEST_F(CheckersTest, OperatorCommands) {
   EXPECT_FALSE(Checks(p).value("failover", true));
 }
 
-// Every heartbeat network cut between the nodes; node1 still reaches the
-// witness (lan0), node2 does not (it keeps lan1 only). Whichever was
-// primary, only node1 runs the application afterwards.
-TEST_F(CheckersTest, WitnessLetsOnlyTheSideThatReachesItRun) {
-  RigOptions o;
-  o.witness = true;
-  MakeRig(o);
-  Configure("    <check><splitbrain ident=\"witness\" exec=\"ping\" arg=\"" +
-            rig_->bed().WitnessAddress() + "\"/></check>\n");
-  StartBoth();
-  auto prim = rig_->WaitPaired(30s);
+// A pair with a ping witness (on lan0 only), primary on `primary`, then
+// every heartbeat network cut between the nodes: node1 keeps lan0 (and the
+// witness, unless `witness_down`), node2 keeps lan1 only.
+void SplitWithWitness(std::unique_ptr<ClusterRig>& rig, const std::string& primary,
+                      bool witness_down) {
+  auto prim = rig->WaitPaired(30s);
   ASSERT_TRUE(prim.ok()) << prim.status().message();
-  ASSERT_TRUE(rig_->bed().CutLink("node1", 1).ok());
-  ASSERT_TRUE(rig_->bed().CutLink("node2", 0).ok());
-  ASSERT_TRUE(rig_->WaitState("node1", State::kAlone, 20s).ok());
-  ASSERT_TRUE(rig_->WaitState("node2", State::kWait, 20s).ok());
-  EXPECT_TRUE(rig_->AppRunning("node1"));
-  EXPECT_FALSE(rig_->AppRunning("node2"));
-  EXPECT_EQ(ResourceState("node1", "splitbrain.witness"), "up");
-  EXPECT_EQ(ResourceState("node2", "splitbrain.witness"), "down");
-  // It stays that way: node2 does not start alone later either.
-  std::this_thread::sleep_for(2s);
-  EXPECT_EQ(rig_->StateOf("node2"), State::kWait);
-  EXPECT_FALSE(rig_->AppRunning("node2"));
-  auto m = rig_->ModuleState("node2");
-  ASSERT_TRUE(m.ok());
-  EXPECT_NE(m->value("wait_reason", "").find("witness"), std::string::npos) << m->dump();
+  if (*prim != primary) {
+    auto swap = rig->Command(*prim, "swap");
+    ASSERT_TRUE(swap.ok() && swap->exit_code == 0);
+    ASSERT_TRUE(rig->WaitState(primary, State::kPrim, 20s).ok());
+    ASSERT_TRUE(rig->WaitState(*prim, State::kSecond, 20s).ok());
+  }
+  if (witness_down) ASSERT_TRUE(rig->bed().CutLink("witness", 0).ok());
+  ASSERT_TRUE(rig->bed().CutLink("node1", 1).ok());
+  ASSERT_TRUE(rig->bed().CutLink("node2", 0).ok());
+}
 
-  ASSERT_TRUE(rig_->StopDaemon("node2").ok());
-  auto ev = History("node2");
-  const history::Event* w = Find(ev, "witness");
-  ASSERT_NE(w, nullptr);
-  EXPECT_NE(w->reason.find("unreachable"), std::string::npos) << w->reason;
+// Whichever node was primary, only node1 (which reaches the witness) runs
+// the application after the cut.
+TEST_F(CheckersTest, WitnessLetsOnlyTheSideThatReachesItRun) {
+  for (const std::string primary : {"node2", "node1"}) {
+    SCOPED_TRACE("primary before the cut: " + primary);
+    RigOptions o;
+    o.witness = true;
+    MakeRig(o);
+    Configure(WitnessConfig());
+    StartBoth();
+    ASSERT_NO_FATAL_FAILURE(SplitWithWitness(rig_, primary, /*witness_down=*/false));
+    ASSERT_TRUE(rig_->WaitState("node1", State::kAlone, 20s).ok());
+    ASSERT_TRUE(rig_->WaitState("node2", State::kWait, 20s).ok());
+    EXPECT_TRUE(rig_->AppRunning("node1"));
+    EXPECT_FALSE(rig_->AppRunning("node2"));
+    EXPECT_EQ(ResourceState("node1", "splitbrain.witness"), "up");
+    EXPECT_EQ(ResourceState("node2", "splitbrain.witness"), "down");
+    // It stays that way: node2 does not start alone later either.
+    std::this_thread::sleep_for(2s);
+    EXPECT_EQ(rig_->StateOf("node2"), State::kWait);
+    EXPECT_FALSE(rig_->AppRunning("node2"));
+    auto m = rig_->ModuleState("node2");
+    ASSERT_TRUE(m.ok());
+    EXPECT_NE(m->value("wait_reason", "").find("witness"), std::string::npos) << m->dump();
+
+    ASSERT_TRUE(rig_->StopDaemon("node2").ok());
+    auto ev = History("node2");
+    const history::Event* w = Find(ev, "witness");
+    ASSERT_NE(w, nullptr);
+    EXPECT_NE(w->reason.find("unreachable"), std::string::npos) << w->reason;
+    rig_.reset();
+  }
 }
 
 // The same cut with the witness gone for both: neither side runs it.
@@ -322,14 +344,9 @@ TEST_F(CheckersTest, NoWitnessReachableBothWait) {
   RigOptions o;
   o.witness = true;
   MakeRig(o);
-  Configure("    <check><splitbrain ident=\"witness\" exec=\"ping\" arg=\"" +
-            rig_->bed().WitnessAddress() + "\"/></check>\n");
+  Configure(WitnessConfig());
   StartBoth();
-  auto prim = rig_->WaitPaired(30s);
-  ASSERT_TRUE(prim.ok()) << prim.status().message();
-  ASSERT_TRUE(rig_->bed().CutLink("witness", 0).ok());
-  ASSERT_TRUE(rig_->bed().CutLink("node1", 1).ok());
-  ASSERT_TRUE(rig_->bed().CutLink("node2", 0).ok());
+  ASSERT_NO_FATAL_FAILURE(SplitWithWitness(rig_, "node1", /*witness_down=*/true));
   ASSERT_TRUE(rig_->WaitState("node1", State::kWait, 20s).ok());
   ASSERT_TRUE(rig_->WaitState("node2", State::kWait, 20s).ok());
   EXPECT_FALSE(rig_->AppRunning("node1"));
