@@ -212,6 +212,19 @@ TEST_F(CheckersTest, TcpAndCustomCheckers) {
   ASSERT_TRUE(rig_->WaitState(p, State::kPrim, 15s).ok());
   ASSERT_TRUE(WaitResource(p, "custom.probe", "up"));
 
+  // checker off: the application may die unnoticed; on: it is restarted
+  // (after resetloop: two restarts already count).
+  EXPECT_EQ(Cli(p, {"checker", "off", "-m", "demo"}).status.code, 0);
+  EXPECT_EQ(Cli(p, {"resetloop", "-m", "demo"}).status.code, 0);
+  before = StartPrimCalls(p);
+  ASSERT_TRUE(rig_->KillApp(p).ok());
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(StartPrimCalls(p), before);
+  EXPECT_EQ(ResourceState(p, "tcp.app"), "init");
+  EXPECT_EQ(Cli(p, {"checker", "on", "-m", "demo"}).status.code, 0);
+  ASSERT_TRUE(WaitFor([&] { return StartPrimCalls(p) > before; }, 15s));
+  ASSERT_TRUE(rig_->WaitState(p, State::kPrim, 15s).ok());
+
   ASSERT_TRUE(rig_->StopDaemon(p).ok());
   auto ev = History(p);
   int tcp = 0, custom = 0;
@@ -220,7 +233,7 @@ TEST_F(CheckersTest, TcpAndCustomCheckers) {
     tcp += e.reason.rfind("tcp.app down", 0) == 0;
     custom += e.reason.rfind("custom.probe down", 0) == 0;
   }
-  EXPECT_EQ(tcp, 1);
+  EXPECT_EQ(tcp, 2);
   EXPECT_EQ(custom, 1);
   // The custom checker's reports are not operator commands.
   for (const auto& e : ev) EXPECT_NE(e.reason.find("hakit set"), 0u) << e.reason;
@@ -434,6 +447,41 @@ TEST_F(CheckersTest, IpCheckerStopStarts) {
   const history::Event* ss = Find(ev, "stopstart");
   ASSERT_NE(ss, nullptr);
   EXPECT_NE(ss->reason.find("ip.vip down"), std::string::npos) << ss->reason;
+}
+
+// A module library's own CheckerSpecs run like <errd> and <check>: its
+// process checker restarts the application it watches.
+TEST_F(CheckersTest, ModuleLibraryCheckers) {
+  MakeRig();
+  for (const auto& n : rig_->nodes()) {
+    auto lib = rig_->LayoutOf(n).ModuleLib("demo");
+    std::filesystem::create_directories(lib);
+    std::filesystem::copy_file(HAKIT_BINARY_DIR "/modules/checkers_watched_module.so",
+                               lib / "demo.so", std::filesystem::copy_options::overwrite_existing);
+  }
+  StartBoth();
+  auto prim = rig_->WaitPaired(30s);
+  ASSERT_TRUE(prim.ok()) << prim.status().message();
+  const std::string p = *prim;
+  auto m = rig_->ModuleState(p);
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->value("details", nlohmann::json::object()).value("library", "").find("demo.so"),
+            std::string::npos);
+  ASSERT_TRUE(WaitResource(p, "proc.app", "up"));
+  ASSERT_TRUE(WaitResource(p, "tcp.port", "up"));
+  KillAndExpectRestart(p, State::kPrim);
+  ASSERT_TRUE(WaitResource(p, "proc.app", "up"));
+  ASSERT_TRUE(rig_->StopDaemon(p).ok());
+  auto ev = History(p);
+  int restarts = 0;
+  for (const auto& e : ev) {
+    // The tcp checker (noaction) saw the port closed too, but only reports.
+    if (e.kind == "checker_failure") {
+      EXPECT_EQ(e.reason.rfind("proc.app down", 0), 0u) << e.reason;
+      ++restarts;
+    }
+  }
+  EXPECT_EQ(restarts, 1);
 }
 
 }  // namespace
