@@ -484,5 +484,45 @@ TEST_F(CheckersTest, ModuleLibraryCheckers) {
   EXPECT_EQ(restarts, 1);
 }
 
+// A handler script as the action, applied only once the process has been
+// missing for handle_time (the debounce).
+TEST_F(CheckersTest, HandlerAfterHandleTime) {
+  MakeRig();
+  Configure(
+      "    <errd polltimer=\"200ms\">\n"
+      "      <proc name=\"hakit-demo-app\" action=\"on_app_failure\"/>\n"
+      "    </errd>\n"
+      "    <failover handle_time=\"1500ms\" period=\"200ms\"/>\n");
+  for (const auto& n : rig_->nodes()) {
+    ASSERT_TRUE(rig_->WriteScript(n, "on_app_failure",
+                                  "#!/bin/sh\necho \"$*\" >> \"$SAFEUSERVAR/handler.log\"\n")
+                    .ok());
+  }
+  StartBoth();
+  auto prim = rig_->WaitPaired(30s);
+  ASSERT_TRUE(prim.ok()) << prim.status().message();
+  const std::string p = *prim;
+  ASSERT_TRUE(WaitResource(p, "proc.hakit-demo-app", "up"));
+  const auto log = rig_->LayoutOf(p).ModuleVar("demo") / "handler.log";
+  const int starts = StartPrimCalls(p);
+  ASSERT_TRUE(rig_->KillApp(p).ok());
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitResource(p, "proc.hakit-demo-app", "down", 5s));
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(log); }, 10s));
+  const auto waited = std::chrono::steady_clock::now() - killed;
+  EXPECT_GE(waited, 1500ms);
+  std::ifstream in(log);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "proc.hakit-demo-app down");
+  // The handler is the whole action: nothing restarted, and it ran once.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(StartPrimCalls(p), starts);
+  EXPECT_EQ(rig_->StateOf(p), State::kPrim);
+  EXPECT_EQ(Checks(p).value("loops", -1), 1);
+  std::getline(in, line);
+  EXPECT_TRUE(in.eof() || line.empty()) << line;
+}
+
 }  // namespace
 }  // namespace hakit::rig

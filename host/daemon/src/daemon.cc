@@ -667,6 +667,7 @@ class Daemon : public cluster::HeartbeatListener {
       }
     }
     ModuleChecks* checks = it->second->checks.get();
+    if (checks) checks->SetPeerResources({});  // what a silent peer said no longer holds
     if (checks == nullptr || !checks->HasWitness()) {
       it->second->controller->PeerLost(host_alive, silent_for);
       return;
