@@ -102,8 +102,14 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
   State last_state = State::kStop;
   bool last_busy = false;
   std::vector<std::pair<std::string, ResourceState>> peer_resources;
+  // Handlers and blocking probes (ip, service, witness program), each with
+  // its "finished" flag; finished ones are joined at the next start.
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
   std::mutex threads_mu;
-  std::vector<std::thread> threads;  // handlers, blocking probes
+  std::vector<Worker> threads;
 
   void Log(sdk::LogLevel level, const std::string& msg) { m.context->Log(level, msg); }
 
@@ -370,10 +376,22 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
   void RunBlocking(std::function<std::pair<bool, std::string>()> fn,
                    std::function<void(bool, const std::string&)> done) {
     std::lock_guard<std::mutex> lock(threads_mu);
-    threads.emplace_back([this, fn = std::move(fn), done = std::move(done)]() {
-      auto r = fn();
-      asio::post(io, [done, r]() { done(r.first, r.second); });
-    });
+    for (auto it = threads.begin(); it != threads.end();) {
+      if (*it->finished) {
+        it->thread.join();
+        it = threads.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    asio::io_context* ioc = &io;
+    threads.push_back({std::thread([ioc, finished, fn = std::move(fn), done = std::move(done)]() {
+                         auto r = fn();
+                         asio::post(*ioc, [done, r]() { done(r.first, r.second); });
+                         *finished = true;
+                       }),
+                       finished});
   }
 
   // ---- custom checkers: long-running programs that set their resource ----
@@ -528,9 +546,9 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
     RunBlocking([ctx, c]() -> std::pair<bool, std::string> {
       auto r = ctx->RunCommand(c);
       return {r.ok(), r.error};
-    }, [this, resource, handler = p.handler](bool ok, const std::string& why) {
-      Log(ok ? sdk::LogLevel::kInfo : sdk::LogLevel::kError,
-          "handler " + handler + " for " + resource + (ok ? " done" : " failed: " + why));
+    }, [ctx, resource, handler = p.handler](bool ok, const std::string& why) {
+      ctx->Log(ok ? sdk::LogLevel::kInfo : sdk::LogLevel::kError,
+               "handler " + handler + " for " + resource + (ok ? " done" : " failed: " + why));
     });
   }
 
@@ -621,12 +639,12 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
         if (w->thread.joinable()) w->thread.join();
       }
     }
-    std::vector<std::thread> t;
+    std::vector<Worker> t;
     {
       std::lock_guard<std::mutex> lock(threads_mu);
       t.swap(threads);
     }
-    for (auto& th : t) th.join();
+    for (auto& w : t) w.thread.join();
   }
 };
 
