@@ -16,6 +16,23 @@ using cluster::State;
 
 class CheckersTest : public RigTest {
  protected:
+  // Every hakit-demo-app of the machine is in the one /proc, whichever
+  // namespace (or test) it serves: each rig's application listens on a
+  // port of its own, and errd counts only the processes with that argument.
+  void MakeRig(RigOptions o = {}) {
+    static int n = 0;
+    o.app_port = static_cast<std::uint16_t>(20000 + (::getpid() * 7 + n++) % 20000);
+    RigTest::MakeRig(o);
+  }
+
+  std::string Errd(const std::string& action = "restart") {
+    return "    <errd polltimer=\"200ms\">\n"
+           "      <proc name=\"hakit-demo-app\" argregex=\"--port " +
+           std::to_string(rig_->options().app_port) + "( |$)\" atleast=\"1\" action=\"" + action +
+           "\" class=\"prim\"/>\n"
+           "    </errd>\n";
+  }
+
   // The rig's module with `extra` (errd, check) added to <service>, the same
   // on both nodes.
   void Configure(const std::string& extra) {
@@ -81,16 +98,12 @@ class CheckersTest : public RigTest {
   }
 };
 
-constexpr const char* kErrd =
-    "    <errd polltimer=\"200ms\">\n"
-    "      <proc name=\"hakit-demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\"/>\n"
-    "    </errd>\n";
 
 // maxloop 3: two local restarts, the third failure fails over, and once the
 // operator swaps back the fourth stops the module there, with the reason.
 TEST_F(CheckersTest, ErrdRestartsThenFailsOverThenStops) {
   MakeRig();
-  Configure(kErrd);
+  Configure(Errd());
   StartBoth();
   auto prim = rig_->WaitPaired(30s);
   ASSERT_TRUE(prim.ok()) << prim.status().message();
@@ -243,7 +256,7 @@ TEST_F(CheckersTest, TcpAndCustomCheckers) {
 // says and is in the history.
 TEST_F(CheckersTest, OperatorCommands) {
   MakeRig();
-  Configure(kErrd);
+  Configure(Errd());
   StartBoth();
   auto prim = rig_->WaitPaired(30s);
   ASSERT_TRUE(prim.ok()) << prim.status().message();
@@ -488,11 +501,7 @@ TEST_F(CheckersTest, ModuleLibraryCheckers) {
 // missing for handle_time (the debounce).
 TEST_F(CheckersTest, HandlerAfterHandleTime) {
   MakeRig();
-  Configure(
-      "    <errd polltimer=\"200ms\">\n"
-      "      <proc name=\"hakit-demo-app\" action=\"on_app_failure\"/>\n"
-      "    </errd>\n"
-      "    <failover handle_time=\"1500ms\" period=\"200ms\"/>\n");
+  Configure(Errd("on_app_failure") + "    <failover handle_time=\"1500ms\" period=\"200ms\"/>\n");
   for (const auto& n : rig_->nodes()) {
     ASSERT_TRUE(rig_->WriteScript(n, "on_app_failure",
                                   "#!/bin/sh\necho \"$*\" >> \"$SAFEUSERVAR/handler.log\"\n")

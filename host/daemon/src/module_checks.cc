@@ -15,6 +15,7 @@
 #include "hakit/checkers/loop_counter.h"
 #include "hakit/checkers/probes.h"
 #include "hakit/checkers/rules.h"
+#include "hakit/checkers/watch_spec.h"
 #include "hakit/daemon/module_runtime.h"
 
 namespace hakit::daemon {
@@ -30,40 +31,13 @@ namespace {
 
 constexpr std::chrono::milliseconds kWitnessTimeout{1000};
 
-std::vector<std::string> Words(const std::string& s) {
-  std::istringstream in(s);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
-
-std::string Param(const std::map<std::string, std::string>& p, const std::string& k) {
-  auto it = p.find(k);
-  return it == p.end() ? std::string() : it->second;
-}
-
 }  // namespace
 
 struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
-  enum class Kind { kProc, kTcp, kPing, kIntf, kIp, kCustom };
-  struct Watch {
-    Kind kind = Kind::kProc;
-    std::string resource;
-    config::When when = config::When::kPrim;
-    PlannedKind action = PlannedKind::kRestart;
-    std::string handler;
-    bool errd = false;  // from <errd>: `hakit errd off` disables it
-    checkers::ProcMatch match;
-    int atleast = 1;
-    std::optional<int> atmax;
-    bool service = false;
-    std::string addr;
-    int port = 0;
-    std::string ifname;
-    std::string exec;
-    std::vector<std::string> args;
-    std::chrono::milliseconds interval{10000};
-    std::chrono::milliseconds timeout{5000};
+  using Kind = checkers::ProbeKind;
+  // One probe: what the configuration asks (WatchSpec) and its run state.
+  struct Watch : checkers::WatchSpec {
+    explicit Watch(checkers::WatchSpec spec) : checkers::WatchSpec(std::move(spec)) {}
     std::unique_ptr<asio::steady_timer> timer;
     bool in_flight = false;
     std::uint64_t round = 0;  // results of older rounds are ignored
@@ -128,112 +102,10 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
 
   Status Build() {
     const auto now = Clock::now();
-    for (const auto& p : m.config.errd.procs) {
-      auto w = std::make_unique<Watch>();
-      w->kind = Kind::kProc;
-      w->errd = true;
-      w->resource = "proc." + (p.name.empty() ? p.nameregex : p.name);
-      w->when = p.when;
-      w->action = checkers::FromConfigAction(p.action);
-      w->handler = p.handler;
-      w->match = {p.service ? std::string() : p.name, p.nameregex, p.argregex};
-      w->atleast = p.atleast;
-      w->atmax = p.atmax;
-      w->service = p.service;
-      w->addr = p.name;  // the unit, for service="yes"
-      w->interval = m.config.errd.polltimer;
-      w->timeout = std::min(m.config.errd.polltimer, std::chrono::milliseconds(5000));
-      // A bad regex is a configuration error, reported once, now.
-      if (!p.service) {
-        auto probe = checkers::CountProcesses(w->match, "/proc");
-        if (!probe.ok()) return probe.status().WithContext("<errd><proc> " + w->resource);
-      }
-      watches.push_back(std::move(w));
-    }
-    for (const auto& c : m.config.check.checkers) {
-      auto w = std::make_unique<Watch>();
-      switch (c.kind) {
-        case config::CheckerKind::kTcp: w->kind = Kind::kTcp; w->resource = "tcp."; break;
-        case config::CheckerKind::kPing: w->kind = Kind::kPing; w->resource = "ping."; break;
-        case config::CheckerKind::kInterface: w->kind = Kind::kIntf; w->resource = "intf."; break;
-        case config::CheckerKind::kIp: w->kind = Kind::kIp; w->resource = "ip."; break;
-        case config::CheckerKind::kCustom: w->kind = Kind::kCustom; w->resource = "custom."; break;
-      }
-      w->resource += c.ident;
-      w->when = c.when;
-      w->action = checkers::FromConfigAction(c.action);
-      w->handler = c.handler;
-      w->addr = c.addr;
-      w->port = c.port;
-      w->ifname = c.interface_name;
-      w->exec = c.exec;
-      w->args = Words(c.arg);
-      w->interval = c.interval;
-      w->timeout = c.timeout;
-      watches.push_back(std::move(w));
-    }
-    // What the module library declares, with the same kinds' words.
-    for (const auto& s : m.description.checkers) {
-      auto w = std::make_unique<Watch>();
-      std::string prefix;
-      if (s.kind == "process") {
-        w->kind = Kind::kProc;
-        prefix = "proc.";
-        w->match = {Param(s.params, "name"), Param(s.params, "nameregex"),
-                    Param(s.params, "argregex")};
-        std::string least = Param(s.params, "atleast");
-        if (!least.empty()) w->atleast = std::atoi(least.c_str());
-        std::string most = Param(s.params, "atmax");
-        if (!most.empty() && most != "none") w->atmax = std::atoi(most.c_str());
-      } else if (s.kind == "tcp") {
-        w->kind = Kind::kTcp;
-        prefix = "tcp.";
-        w->addr = Param(s.params, "addr");
-        w->port = std::atoi(Param(s.params, "port").c_str());
-      } else if (s.kind == "ping") {
-        w->kind = Kind::kPing;
-        prefix = "ping.";
-        w->addr = Param(s.params, "addr");
-      } else if (s.kind == "interface") {
-        w->kind = Kind::kIntf;
-        prefix = "intf.";
-        w->ifname = Param(s.params, "name");
-      } else if (s.kind == "custom") {
-        w->kind = Kind::kCustom;
-        prefix = "custom.";
-        w->exec = Param(s.params, "exec");
-        w->args = Words(Param(s.params, "arg"));
-      } else {
-        return Status::InvalidArgument("module library declares checker \"" + s.ident +
-                                       "\" of unknown kind \"" + s.kind +
-                                       "\" (expected process, tcp, ping, interface, custom)");
-      }
-      auto action = checkers::ParseActionWord(s.action);
-      if (!action) {
-        return Status::InvalidArgument("module library declares checker \"" + s.ident +
-                                       "\" with unknown action \"" + s.action + "\"");
-      }
-      w->resource = prefix + s.ident;
-      w->action = *action;
-      std::string when = Param(s.params, "when");
-      w->when = when == "pre" ? config::When::kPre
-                : when == "second" ? config::When::kSecond
-                : when == "both" ? config::When::kBoth
-                : (w->kind == Kind::kPing || w->kind == Kind::kIntf) ? config::When::kPre
-                                                                     : config::When::kPrim;
-      w->interval = s.interval;
-      w->timeout = std::min(s.timeout, s.interval);
-      if (Find(w->resource) != nullptr) {
-        return Status::InvalidArgument("checker " + w->resource +
-                                       " is declared both in userconfig.xml and by the module "
-                                       "library");
-      }
-      watches.push_back(std::move(w));
-    }
+    auto specs = checkers::WatchSpecs(m.config, m.description.checkers);
+    if (!specs.ok()) return specs.status();
+    for (auto& spec : *specs) watches.push_back(std::make_unique<Watch>(std::move(spec)));
     for (const auto& w : watches) {
-      if (!checkers::IsResourceName(w->resource)) {
-        return Status::InvalidArgument("\"" + w->resource + "\" is not a valid resource name");
-      }
       table.Declare(w->resource, now);
       w->timer = std::make_unique<asio::steady_timer>(io);
     }
@@ -592,7 +464,7 @@ struct ModuleChecks::Impl : std::enable_shared_from_this<Impl> {
     }
     sdk::Command c;
     c.argv = {sb.exec[0] == '/' ? sb.exec : m.context->paths().bin_dir + "/" + sb.exec};
-    for (auto& a : Words(sb.arg)) c.argv.push_back(a);
+    for (auto& a : checkers::SplitWords(sb.arg)) c.argv.push_back(a);
     c.timeout = kWitnessTimeout * 5;
     auto* ctx = m.context.get();
     RunBlocking([ctx, c]() -> std::pair<bool, std::string> {

@@ -19,7 +19,12 @@ class WatchedModule : public sdk::Module {
     sdk::CheckerSpec proc;
     proc.kind = "process";
     proc.ident = "app";
-    proc.params = {{"name", "hakit-demo-app"}, {"atleast", "1"}};
+    // Only this module's instance: other rigs' run on other ports.
+    auto port_var = settings_.vars.find("APP_PORT");
+    const std::string app_port = port_var == settings_.vars.end() ? "8080" : port_var->second;
+    proc.params = {{"name", "hakit-demo-app"},
+                   {"argregex", "--port " + app_port + "( |$)"},
+                   {"atleast", "1"}};
     proc.action = "restart";
     proc.interval = std::chrono::milliseconds(300);
     proc.timeout = std::chrono::milliseconds(200);
@@ -27,8 +32,7 @@ class WatchedModule : public sdk::Module {
     sdk::CheckerSpec port;
     port.kind = "tcp";
     port.ident = "port";
-    auto p = settings_.vars.find("APP_PORT");
-    port.params = {{"addr", "127.0.0.1"}, {"port", p == settings_.vars.end() ? "8080" : p->second}};
+    port.params = {{"addr", "127.0.0.1"}, {"port", app_port}};
     port.action = "noaction";  // watched and shown, never acted upon
     port.interval = std::chrono::milliseconds(300);
     port.timeout = std::chrono::milliseconds(200);
