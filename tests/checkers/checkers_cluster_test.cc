@@ -326,7 +326,9 @@ void SplitWithWitness(std::unique_ptr<ClusterRig>& rig, const std::string& prima
     ASSERT_TRUE(rig->WaitState(primary, State::kPrim, 20s).ok());
     ASSERT_TRUE(rig->WaitState(*prim, State::kSecond, 20s).ok());
   }
-  if (witness_down) ASSERT_TRUE(rig->bed().CutLink("witness", 0).ok());
+  if (witness_down) {
+    ASSERT_TRUE(rig->bed().CutLink("witness", 0).ok());
+  }
   ASSERT_TRUE(rig->bed().CutLink("node1", 1).ok());
   ASSERT_TRUE(rig->bed().CutLink("node2", 0).ok());
 }

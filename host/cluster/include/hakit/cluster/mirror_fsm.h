@@ -129,7 +129,7 @@ struct Event {
   std::string detail;
   // For kLocalFailure: what was detected ("proc.app down for 1200 ms"), for
   // the reason the transition records.
-  std::string cause;
+  std::string cause{};
 };
 
 // Everything Decide() looks at.
