@@ -381,6 +381,29 @@ TEST(ResourceTable, AgesRestartOnChangeOnly) {
   EXPECT_EQ(t.Find("proc.app")->state, ResourceState::kInit);
 }
 
+TEST(ResourceTable, HeartbeatShareDownFirstWithinBudget) {
+  using R = std::vector<std::pair<std::string, ResourceState>>;
+  R all;
+  for (int i = 0; i < 100; ++i) {
+    all.push_back({"tcp.checker" + std::to_string(100 + i),
+                   i % 10 == 9 ? ResourceState::kDown : ResourceState::kUp});
+  }
+  R sent = ForHeartbeat(all, 600);
+  std::size_t bytes = 0;
+  for (const auto& r : sent) bytes += r.first.size() + 2;
+  EXPECT_LE(bytes, 600u);
+  ASSERT_EQ(sent.size(), 600u / 16);  // 14-byte names
+  for (int i = 0; i < 10; ++i) {  // every down one made it, first
+    EXPECT_EQ(sent[i].second, ResourceState::kDown);
+  }
+  EXPECT_EQ(sent[0].first, "tcp.checker109");
+  EXPECT_EQ(sent[10].first, "tcp.checker100");
+  EXPECT_EQ(ForHeartbeat({{std::string(300, 'x'), ResourceState::kUp}, {"ip.a", ResourceState::kUp}},
+                         600)
+                .size(),
+            1u);
+}
+
 TEST(ResourceNames, KnownPrefixesOnly) {
   for (const char* ok : {"proc.app", "tcp.db", "ping.gw", "intf.eth0", "ip.198.18.0.100",
                          "custom.x", "splitbrain.witness"}) {

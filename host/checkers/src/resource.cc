@@ -39,6 +39,19 @@ bool IsResourceName(std::string_view name) {
   return false;
 }
 
+std::vector<std::pair<std::string, ResourceState>> ForHeartbeat(
+    std::vector<std::pair<std::string, ResourceState>> resources, std::size_t budget) {
+  std::stable_partition(resources.begin(), resources.end(),
+                        [](const auto& r) { return r.second == ResourceState::kDown; });
+  std::vector<std::pair<std::string, ResourceState>> out;
+  for (auto& r : resources) {
+    if (r.first.size() > 255 || r.first.size() + 2 > budget || out.size() == 255) continue;
+    budget -= r.first.size() + 2;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 void ResourceTable::Declare(const std::string& name, Clock::time_point now) {
   if (entries_.count(name)) return;
   entries_[name] = ResourceEntry{name, ResourceState::kInit, now, "declared"};

@@ -727,6 +727,9 @@ class Daemon : public cluster::HeartbeatListener {
     return false;
   }
 
+  // The share of a heartbeat datagram (kMaxFrameSize) its resources may take.
+  static constexpr std::size_t kResourceBytes = 600;
+
   void Publish(const std::string& module) {
     auto it = modules_.find(module);
     if (it == modules_.end() || !heartbeats_ || !it->second->controller) return;
@@ -740,7 +743,8 @@ class Daemon : public cluster::HeartbeatListener {
     info.data = f.data;
     info.config_hash = it->second->config_hash;
     if (it->second->checks) {
-      for (const auto& [n, st] : it->second->checks->LocalResources()) {
+      for (const auto& [n, st] :
+           checkers::ForHeartbeat(it->second->checks->LocalResources(), kResourceBytes)) {
         info.resources.push_back({n, static_cast<std::uint8_t>(st)});
       }
     }

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace hakit::checkers {
@@ -40,6 +41,13 @@ std::optional<ResourceState> ParseResourceState(std::string_view word);
 // Whether `name` is a resource name hakit knows: one of the prefixes above,
 // a dot, and a non-empty identifier without blanks.
 bool IsResourceName(std::string_view name);
+
+// The resources a heartbeat carries: those down first, then in the given
+// order, as many as fit in `budget` bytes (a name's length plus 2 each; at
+// most 255, names of at most 255 bytes), so that a heartbeat stays one
+// datagram however many checkers a module has.
+std::vector<std::pair<std::string, ResourceState>> ForHeartbeat(
+    std::vector<std::pair<std::string, ResourceState>> resources, std::size_t budget);
 
 struct ResourceEntry {
   std::string name;
