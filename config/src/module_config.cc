@@ -926,7 +926,13 @@ Status Parser::ParseSplitBrain(pugi::xml_node node) {
 
 Status Parser::ParseFailover(pugi::xml_node node) {
   ElementReader r = Reader(node);
-  HAKIT_CONFIG_RETURN_IF_ERROR(r.Open({}));
+  HAKIT_CONFIG_RETURN_IF_ERROR(r.Open({"handle_time", "period"}));
+  HAKIT_CONFIG_RETURN_IF_ERROR(r.GetDuration("handle_time", TimeUnit::kMilliseconds,
+                                             std::chrono::milliseconds(0),
+                                             &config_->failover.handle_time));
+  HAKIT_CONFIG_RETURN_IF_ERROR(r.GetDuration("period", TimeUnit::kMilliseconds,
+                                             std::chrono::milliseconds(100),
+                                             &config_->failover.period));
   std::string text;
   for (pugi::xml_node child : node.children()) {
     if (child.type() == pugi::node_element) {
@@ -937,8 +943,10 @@ Status Parser::ParseFailover(pugi::xml_node node) {
     }
   }
   config_->failover_rules = text;
-  Warn(r, "", "failover rules are not supported by hakit; they are kept as text and ignored",
-       "hakit applies its built-in rules, see docs/config.md");
+  if (text.find_first_not_of(" \t\r\n") != std::string::npos) {
+    Warn(r, "", "failover rules are not supported by hakit; they are kept as text and ignored",
+         "hakit applies its built-in rules, see docs/checkers.md");
+  }
   return Status::Ok();
 }
 

@@ -414,6 +414,25 @@ c_ping: if (ping.router == down) then wait();
   EXPECT_NE(w.find("not supported"), std::string::npos) << w;
 }
 
+TEST(UserConfig, FailoverTiming) {
+  auto d = Parse(R"(<safe><service mode="mirror"/></safe>)");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->failover.handle_time.count(), 0);
+  EXPECT_EQ(d->failover.period.count(), 1000);
+  auto r = Parse(R"(<safe><service mode="mirror">
+  <failover handle_time="2s" period="250"/>
+</service></safe>)");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->failover.handle_time.count(), 2000);
+  EXPECT_EQ(r->failover.period.count(), 250);
+  EXPECT_TRUE(r->warnings.empty());  // no rules, nothing ignored
+  auto bad = Parse(R"(<safe><service mode="mirror">
+  <failover period="10ms"/>
+</service></safe>)");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("period"), std::string::npos) << bad.status().message();
+}
+
 TEST(UserConfig, HandlerActionIsAWarningNotAnError) {
   auto r = Parse(R"(<safe><service mode="mirror">
   <errd><proc name="app" action="myhandler"/></errd>

@@ -9,7 +9,7 @@ namespace {
 std::vector<Command> AllCommands() {
   std::vector<Command> all;
   for (auto group : {ControlCommands, ModuleCommands, HistoryCommands, LogCommands,
-                     ClusterCommands, DemoCommands}) {
+                     ClusterCommands, DemoCommands, ChecksCommands}) {
     for (auto& c : group()) all.push_back(std::move(c));
   }
   return all;

@@ -7,12 +7,12 @@
 #include "hakit/control/protocol.h"
 
 namespace hakit::cli {
+
 namespace {
-
 constexpr std::chrono::seconds kControlTimeout{30};
+}  // namespace
 
-// Sends a request and prints the reply; returns the CLI exit code.
-int Send(Invocation& inv, const control::Request& req, control::Response* reply = nullptr) {
+int SendToDaemon(Invocation& inv, const control::Request& req, control::Response* reply) {
   auto r = control::SendRequest(inv.layout.ControlSocket(), req, kControlTimeout);
   if (!r.ok()) {
     inv.err << "hakit " << req.command << ": " << r.status().message() << "\n";
@@ -23,6 +23,10 @@ int Send(Invocation& inv, const control::Request& req, control::Response* reply 
   if (reply) *reply = *r;
   return r->exit_code;
 }
+
+namespace {
+
+int Send(Invocation& inv, const control::Request& req) { return SendToDaemon(inv, req, nullptr); }
 
 // start, stop, restart, stopstart, swap, second: -m MODULE, nothing else.
 Command ModuleAction(const std::string& name, const std::string& summary) {
@@ -54,6 +58,27 @@ std::string Age(const nlohmann::json& ms) {
   return o.str();
 }
 
+// Every resource with its state and age, then the restart policy's counters.
+void PrintChecks(std::ostream& out, const nlohmann::json& c) {
+  for (const auto& r : c.value("resources", nlohmann::json::array())) {
+    out << "  resource " << std::left << std::setw(24) << r.value("name", "?") << " "
+        << std::setw(5) << r.value("state", "?") << " for " << Age(r.value("age_ms", nlohmann::json()));
+    if (r.contains("action")) {
+      out << " (" << r.value("action", "") << ", " << r.value("when", "")
+          << (r.value("enabled", true) ? "" : ", OFF") << ")";
+    }
+    out << "\n";
+  }
+  for (const auto& r : c.value("peer_resources", nlohmann::json::array())) {
+    out << "  peer resource " << r.value("name", "?") << " " << r.value("state", "?") << "\n";
+  }
+  out << "  restarts: " << c.value("loops", 0) << "/" << c.value("maxloop", 0) << " within "
+      << c.value("loop_interval_s", 0) << "s, failovers " << c.value("failovers", 0)
+      << "; errd " << (c.value("errd", true) ? "on" : "off") << ", checkers "
+      << (c.value("checker", true) ? "on" : "off") << ", failover "
+      << (c.value("failover", true) ? "on" : "off") << "\n";
+}
+
 void PrintState(std::ostream& out, const nlohmann::json& data, bool verbose) {
   out << "node " << data.value("node", "?") << "\n";
   for (const auto& m : data.value("modules", nlohmann::json::array())) {
@@ -76,6 +101,7 @@ void PrintState(std::ostream& out, const nlohmann::json& data, bool verbose) {
       if (!s.value("last_primary", "").empty()) out << ", last primary " << s["last_primary"].get<std::string>();
       out << "\n";
     }
+    if (verbose && m.contains("checks")) PrintChecks(out, m["checks"]);
     if (verbose) {
       // A named copy: items() on the temporary value() returns would dangle.
       const nlohmann::json details = m.value("details", nlohmann::json::object());

@@ -298,8 +298,13 @@ Decision EvaluateWait(const Facts& f, bool expired) {
     return NoChange(f, "data diverged from " + PeerName(f) +
                            " (both ran ALONE): use hakit prim on the node whose data to keep");
   }
+  if (f.local_wait) return NoChange(f, "a local resource is down: waiting until it is up");
   if (!p.visible) {
     if (!expired) return NoChange(f, "waiting for the peer");
+    if (f.witness == Witness::kUnreachable) {
+      return NoChange(f, "no peer and no witness reachable: waiting (the peer may run the "
+                         "application); use hakit prim to start here");
+    }
     return GoAloneIfDataAllows(f, "wait expired, no peer");
   }
   if (!p.config_matches) {
@@ -351,6 +356,15 @@ Decision TakeOver(const Facts& f, const std::string& why, std::string kind) {
   if (f.data == DataStatus::kStale || f.data == DataStatus::kDiverged) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
               why + ", data not synchronised: waiting; use hakit prim on the node you trust");
+  }
+  if (f.local_wait) {
+    return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
+              why + ", a local resource is down: waiting until it is up");
+  }
+  if (!f.peer.visible && f.witness == Witness::kUnreachable) {
+    return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
+              why + ", no witness reachable: waiting (the peer may be the side that reaches "
+                    "it); use hakit prim to start here");
   }
   return Go(State::kAlone, PromoteSteps(), "failover", "failover", why + ": failover");
 }
@@ -438,6 +452,13 @@ Decision OnPeerLost(const Facts& f) {
   const std::string peer = PeerName(f);
   switch (f.state) {
     case State::kPrim:
+      if (f.witness == Witness::kUnreachable) {
+        // The other side of the cut may reach the witness and take over:
+        // only one side may keep the application.
+        return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", "peer_lost",
+                  "peer " + peer + " lost and no witness reachable: application stopped, "
+                  "waiting");
+      }
       return Go(State::kAlone, {}, "", "peer_lost", "peer " + peer + " lost: ALONE");
     case State::kSecond:
       return TakeOver(f, "peer " + peer + " lost", "peer_lost");
@@ -512,22 +533,27 @@ Decision OnSwap(const Facts& f) {
   return HandOver(f, "swap", "swap: handing over to " + PeerName(f));
 }
 
-Decision OnLocalFailure(const Facts& f, const std::string& action) {
+Decision OnLocalFailure(const Facts& f, const std::string& action, const std::string& cause) {
+  const std::string lf = cause.empty() ? std::string("local failure") : "local failure (" + cause + ")";
   if (!IsRunning(f.state)) return NoChange(f, "local failure ignored: the module is not running");
-  if (action == "restart") return OnRestart(f, "local failure: restart");
-  if (action == "stopstart") return OnStopStart(f, "local failure: stopstart");
-  if (action == "stop") return OnStop(f, "stop", "local_failure", "local failure: stop");
+  if (action == "restart") return OnRestart(f, lf + ": restart");
+  if (action == "stopstart") return OnStopStart(f, lf + ": stopstart");
+  if (action == "stop") return OnStop(f, "stop", "local_failure", lf + ": stop");
+  if (action == "wait") {
+    return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", "local_failure",
+              lf + ": waiting until the resource is up");
+  }
   if (action == "failover") {
     // failover="off" forbids automatic moves of the primary role, this one too.
     std::string why;
     if (!f.config.failover) {
       why = "failover=off";
     } else if (CanHandOver(f, &why)) {
-      return HandOver(f, "failover", "local failure: handing over to " + PeerName(f));
+      return HandOver(f, "failover", lf + ": handing over to " + PeerName(f));
     }
-    return OnRestart(f, "local failure: failover impossible (" + why + "): restart");
+    return OnRestart(f, lf + ": failover impossible (" + why + "): restart");
   }
-  return NoChange(f, "local failure: unknown action '" + action + "'");
+  return NoChange(f, lf + ": unknown action '" + action + "'");
 }
 
 Decision OnStepsDone(const Facts& f) {
@@ -680,7 +706,7 @@ Decision Decide(const Facts& facts, const Event& event) {
       if (f.state != State::kWait) return NoChange(f);
       return EvaluateWait(f, /*expired=*/true);
     case EventKind::kLocalFailure:
-      return OnLocalFailure(f, event.detail);
+      return OnLocalFailure(f, event.detail, event.cause);
     case EventKind::kStepsDone:
     case EventKind::kStepsFailed:
       break;  // handled above

@@ -14,12 +14,14 @@
 #include <map>
 #include <set>
 
+#include "hakit/checkers/resource.h"
 #include "hakit/cluster/heartbeat_key.h"
 #include "hakit/cluster/heartbeat_service.h"
 #include "hakit/common/log.h"
 #include "hakit/config/cluster_config.h"
 #include "hakit/config/module_config.h"
 #include "hakit/control/protocol.h"
+#include "hakit/daemon/module_checks.h"
 #include "hakit/daemon/module_controller.h"
 #include "hakit/daemon/module_runtime.h"
 #include "hakit/daemon/peer_probe.h"
@@ -110,6 +112,7 @@ class Daemon : public cluster::HeartbeatListener {
     io_.run();
     // Objects with threads stop before the io_context they post to goes away.
     deploy_.reset();
+    for (auto& [name, m] : modules_) m->checks.reset();
     for (auto& [name, m] : modules_) m->controller.reset();
     for (auto& [name, m] : modules_) m->replication.reset();
     heartbeats_.reset();
@@ -234,6 +237,12 @@ class Daemon : public cluster::HeartbeatListener {
         continue;
       }
       MakeController(*m);
+      if (Status s = MakeChecks(*m); !s.ok()) {
+        std::string msg = "module " + name + " not loaded: " + s.message();
+        log_->Error(msg);
+        Record(name, "error", "", "", msg, nlohmann::json::object());
+        continue;
+      }
       RecoverFromCrash(*m);
       modules_[name] = std::move(m);
     }
@@ -404,6 +413,20 @@ class Daemon : public cluster::HeartbeatListener {
     facts.peer.name = peer_;
     m.controller = std::make_unique<ModuleController>(io_, name, facts, t, m.MakeHookSeam(),
                                                       m.MakeVipSeam(), cb, m.replication.get());
+  }
+
+  // Failure detection: errd, checkers, witness, restart policy
+  // (module_checks.cc holds the logic).
+  Status MakeChecks(ModuleRuntime& m) {
+    ChecksCallbacks cb;
+    std::string name = m.name;
+    cb.record = [this, name](const std::string& kind, const std::string& from, const std::string& to,
+                             const std::string& reason, const nlohmann::json& details) {
+      Record(name, kind, from, to, reason, details);
+    };
+    cb.changed = [this, name]() { Publish(name); };
+    m.checks = std::make_unique<ModuleChecks>(io_, m, layout_.ModuleVar(m.name) / "operator.json", cb);
+    return m.checks->Start();
   }
 
   // --- persistence of what must survive a restart ---
@@ -633,6 +656,15 @@ class Daemon : public cluster::HeartbeatListener {
         m.controller->SetData(rel->local);
       }
     }
+    if (m.checks) {
+      std::vector<std::pair<std::string, checkers::ResourceState>> peer_resources;
+      for (const auto& r : info.resources) {
+        if (r.state <= static_cast<std::uint8_t>(checkers::ResourceState::kDown)) {
+          peer_resources.emplace_back(r.name, static_cast<checkers::ResourceState>(r.state));
+        }
+      }
+      m.checks->SetPeerResources(std::move(peer_resources));
+    }
     // Our generation's answer to the peer may have changed: tell it.
     Publish(module);
     if (!v.config_matches && m.config_match_reported != 1) {
@@ -673,7 +705,28 @@ class Daemon : public cluster::HeartbeatListener {
         silent_for = std::chrono::milliseconds(sm.last_heard_age_ms);
       }
     }
-    it->second->controller->PeerLost(host_alive, silent_for);
+    ModuleChecks* checks = it->second->checks.get();
+    if (checks) checks->SetPeerResources({});  // what a silent peer said no longer holds
+    if (checks == nullptr || !checks->HasWitness()) {
+      it->second->controller->PeerLost(host_alive, silent_for);
+      return;
+    }
+    // Split brain: only the side that reaches a witness may run the
+    // application alone; ask it before deciding.
+    checks->ConsultWitness([this, module, host_alive, silent_for](cluster::Witness w) {
+      auto it = modules_.find(module);
+      if (it == modules_.end() || !it->second->controller || shutting_down_) return;
+      for (const auto& sm : heartbeats_->Snapshot().modules) {
+        if (sm.module == module && sm.peer_visible) return;  // back meanwhile
+      }
+      std::string msg = "module " + module + ": peer lost, witness " +
+                        (w == cluster::Witness::kReachable ? "reachable" : "unreachable");
+      log_->Warn(msg);
+      Record(module, "witness", "", "", msg,
+             {{"witness_reachable", w == cluster::Witness::kReachable}});
+      it->second->controller->SetWitness(w);
+      it->second->controller->PeerLost(host_alive, silent_for);
+    });
   }
 
   void OnNetworkStatus(const std::string& lan, bool up) override {
@@ -713,9 +766,13 @@ class Daemon : public cluster::HeartbeatListener {
     return false;
   }
 
+  // The share of a heartbeat datagram (kMaxFrameSize) its resources may take.
+  static constexpr std::size_t kResourceBytes = 600;
+
   void Publish(const std::string& module) {
     auto it = modules_.find(module);
     if (it == modules_.end() || !heartbeats_ || !it->second->controller) return;
+    if (it->second->checks) it->second->checks->OnModuleChanged();
     const cluster::Facts& f = it->second->controller->facts();
     cluster::LocalInfo info;
     info.state = f.state;
@@ -724,6 +781,12 @@ class Daemon : public cluster::HeartbeatListener {
     info.was_last_prim = f.was_last_prim;
     info.data = f.data;
     info.config_hash = it->second->config_hash;
+    if (it->second->checks) {
+      for (const auto& [n, st] :
+           checkers::ForHeartbeat(it->second->checks->LocalResources(), kResourceBytes)) {
+        info.resources.push_back({n, static_cast<std::uint8_t>(st)});
+      }
+    }
     const Generations& gens = it->second->generations;
     info.generation = gens.current;
     if (const cluster::PeerInfo* p = heartbeats_->Peer(module)) {
@@ -757,6 +820,7 @@ class Daemon : public cluster::HeartbeatListener {
     if (it == modules_.end()) return;
     auto& s = it->second->summary;
     if (kind == "failover") ++s.failovers;
+    if (kind == "failover" && it->second->checks) it->second->checks->NoteFailover();
     if (kind == "swap") ++s.swaps;
     if (kind == "script_failure") ++s.script_failures;
     if (to == "ALONE" || to == "PRIM") s.last_primary = node_;
@@ -802,6 +866,8 @@ class Daemon : public cluster::HeartbeatListener {
       if (a->second == EventKind::kForcePrim) it->second->overrule_peer = true;
       std::string before = cluster::StateName(c.facts().state);
       std::string refused = c.Handle({a->second, r.command});
+      // The operator took the module in hand: the restart policy starts over.
+      if (refused.empty() && it->second->checks) it->second->checks->ResetLoops();
       Record(r.module, "operator_command", before, cluster::StateName(c.facts().target),
              "hakit " + r.command + (refused.empty() ? "" : ": " + refused),
              {{"command", r.command}, {"refused", !refused.empty()}});
@@ -814,7 +880,54 @@ class Daemon : public cluster::HeartbeatListener {
       reply(Response::Ok(r.command + " " + r.module + ": " + state));
       return;
     }
+    if (HandleChecksCommand(r, reply)) return;
     reply(Response::Fail("hakitd does not know the command '" + r.command + "'", 2));
+  }
+
+  // hakit set, errd, checker, failover, resetloop.
+  bool HandleChecksCommand(const Request& r, const control::ControlServer::Reply& reply) {
+    static const std::set<std::string> kCommands = {"set", "errd", "checker", "failover",
+                                                    "resetloop"};
+    if (!kCommands.count(r.command)) return false;
+    auto it = modules_.find(r.module);
+    if (it == modules_.end() || !it->second->checks) {
+      reply(Response::Fail("no module " + r.module + " on node " + node_ + UnloadedHint(r.module)));
+      return true;
+    }
+    ModuleChecks& checks = *it->second->checks;
+    const std::string state = cluster::StateName(it->second->controller->facts().state);
+    std::string what = "hakit " + r.command;
+    bool from_operator = true;
+    if (r.command == "set") {
+      std::string res = r.args.value("resource", "");
+      std::string value = r.args.value("value", "");
+      auto st = checkers::ParseResourceState(value);
+      if (!st || *st == checkers::ResourceState::kInit) {
+        reply(Response::Fail("hakit set: value must be up or down, not "" + value + """, 2));
+        return true;
+      }
+      from_operator = r.args.value("by", "operator") == "operator";
+      if (Status s = checks.SetResource(res, *st, from_operator ? "operator" : "custom"); !s.ok()) {
+        reply(Response::Fail("hakit set: " + s.message()));
+        return true;
+      }
+      what += " -r " + res + " -v " + value;
+    } else if (r.command == "resetloop") {
+      checks.ResetLoops();
+    } else {
+      bool on = r.args.value("on", true);
+      if (r.command == "errd") checks.SetErrd(on);
+      if (r.command == "checker") checks.SetCheckers(on);
+      if (r.command == "failover") checks.SetFailover(on);
+      what += on ? " on" : " off";
+    }
+    // A custom checker's reports are its own business (the module log has
+    // each change); what the operator does goes to the history.
+    if (from_operator) {
+      Record(r.module, "operator_command", state, state, what, {{"command", r.command}});
+    }
+    reply(Response::Ok(what.substr(6) + " " + r.module + ": done"));
+    return true;
   }
 
   std::string UnloadedHint(const std::string& module) const {
@@ -858,6 +971,7 @@ class Daemon : public cluster::HeartbeatListener {
             {"config_hash", m->config_hash_hex}}},
       };
       if (m->replication) j["details"]["replication"] = m->replication->StatusJson();
+      if (m->checks) j["checks"] = m->checks->StatusJson();
       mods.push_back(j);
     }
     nlohmann::json networks = nlohmann::json::array();

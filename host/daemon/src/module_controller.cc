@@ -368,6 +368,23 @@ void ModuleController::PeerLost(bool peer_host_alive, std::chrono::milliseconds 
   Handle({EventKind::kPeerLost, {}});
 }
 
+void ModuleController::SetLocalWait(bool wait, const std::string& reason) {
+  if (facts_.local_wait == wait) return;
+  facts_.local_wait = wait;
+  if (wait) {
+    wait_override_ = reason + ": waiting until it is up";
+    if (facts_.state == State::kWait) wait_reason_ = wait_override_;
+    return;
+  }
+  wait_override_.clear();
+  if (facts_.state != State::kWait || facts_.busy) return;
+  wait_reason_ = "the resource is up again: waiting for the peer";
+  // As after a start: pair with the peer if it is there, else alone once
+  // the start-up wait expires.
+  ArmWaitTimer();
+  Handle({EventKind::kPeerChanged, {}});
+}
+
 void ModuleController::ArmWaitTimer() {
   wait_timer_.expires_after(timeouts_.peer_wait);
   std::weak_ptr<bool> alive = alive_;

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -476,6 +478,14 @@ bool ClusterRig::AppRunning(const std::string& node) {
   std::string text;
   std::getline(cmd, text, '\0');
   return text.find("hakit-demo-app") != std::string::npos;
+}
+
+Status ClusterRig::KillApp(const std::string& node) {
+  if (!AppRunning(node)) return Status::NotFound("the application does not run on " + node);
+  if (::kill(*AppPid(node), SIGKILL) != 0) {
+    return Status::IoError("kill of the application on " + node + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
 std::vector<std::string> ClusterRig::ScriptCalls(const std::string& node) {

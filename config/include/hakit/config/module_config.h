@@ -286,6 +286,17 @@ struct CheckConfig {
   SourceLocation location;
 };
 
+// <failover handle_time period>: timing of the built-in failure rules
+// (docs/checkers.md).
+struct FailoverTimingConfig {
+  // A resource must stay down this long before its action applies. Default
+  // 0 (the next evaluation); a plain number is in ms.
+  milliseconds handle_time{0};
+  // How often the rules are evaluated besides every resource change.
+  // Default 1 s; a plain number is in ms; at least 100 ms.
+  milliseconds period{1000};
+};
+
 // One attribute as written and as used, kept for diagnostics that come after
 // parsing (CheckModuleReadiness()).
 struct SourceAttribute {
@@ -320,6 +331,7 @@ struct ModuleConfig {
   // <failover> rules, kept verbatim; hakit does not run them (a warning
   // says so). Absent when there is no <failover>.
   std::optional<std::string> failover_rules;
+  FailoverTimingConfig failover;
 
   // Things understood and accepted but not acted upon.
   std::vector<Problem> warnings;

@@ -92,8 +92,14 @@ struct ReplicatedDirSpec {
 
 // A periodic test whose failure triggers an action. `kind` is one of
 // "process", "tcp", "ping", "interface", "custom"; `params` are the kind's
-// settings (e.g. tcp: addr, port); `action` is "restart", "stopstart",
-// "failover" or "stop".
+// settings: process: name, nameregex, argregex, atleast [1], atmax [none];
+// tcp: addr, port; ping: addr; interface: name; custom: exec (relative to
+// bin/ unless absolute), arg; every kind: when ("pre", "prim", "second",
+// "both"; default prim, pre for ping and interface). `action` is "restart",
+// "stopstart", "failover" (swap to the peer), "stop", "wait" or "noaction".
+// The host names the resource "<prefix>.<ident>" (proc., tcp., ping.,
+// intf., custom.) and applies the rules of docs/checkers.md; an unknown
+// kind or action refuses the module.
 struct CheckerSpec {
   std::string kind;
   std::string ident;

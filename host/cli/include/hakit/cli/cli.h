@@ -42,6 +42,7 @@ std::vector<Command> HistoryCommands();   // history
 std::vector<Command> LogCommands();       // log, printi, printw, printe
 std::vector<Command> ClusterCommands();   // cluster genkey
 std::vector<Command> DemoCommands();      // demo
+std::vector<Command> ChecksCommands();    // set, errd, checker, failover, resetloop
 
 int RunCli(int argc, char** argv);
 

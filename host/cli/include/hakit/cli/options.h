@@ -8,6 +8,7 @@
 #include <boost/program_options.hpp>
 
 #include "hakit/cli/cli.h"
+#include "hakit/control/protocol.h"
 
 namespace hakit::cli {
 
@@ -19,5 +20,10 @@ std::optional<int> ParseOptions(Invocation& inv, const std::string& command,
                                 const std::string& usage, po::options_description& desc,
                                 const po::positional_options_description& positional,
                                 po::variables_map* vm);
+
+// Sends one request to the node's hakitd and prints its reply (stdout,
+// stderr); returns the CLI exit code. `reply`, if given, receives it.
+int SendToDaemon(Invocation& inv, const control::Request& req,
+                 control::Response* reply = nullptr);
 
 }  // namespace hakit::cli

@@ -57,6 +57,16 @@ enum class DataStatus {
   kDiverged,
 };
 
+// The split-brain witness (<splitbrain>), as last consulted. It is consulted
+// only when every heartbeat network is silent; a node that reaches no
+// witness then never runs the application on its own (both nodes cut off
+// from the witness both wait), so that at most one side of a cut runs it.
+enum class Witness {
+  kNone,         // no witness configured (or not consulted): no restriction
+  kReachable,    // at least one witness answered
+  kUnreachable,  // no witness answered: do not go ALONE
+};
+
 // What this node knows of its peer, from heartbeats.
 struct PeerView {
   bool visible = false;        // at least one heartbeat network alive
@@ -114,8 +124,12 @@ enum class EventKind {
 struct Event {
   EventKind kind;
   // For kStepsFailed: which step failed, as StepName() spells it. For
-  // kLocalFailure: the action asked ("restart", "stopstart", "failover", "stop").
+  // kLocalFailure: the action asked ("restart", "stopstart", "failover", "stop",
+  // "wait").
   std::string detail;
+  // For kLocalFailure: what was detected ("proc.app down for 1200 ms"), for
+  // the reason the transition records.
+  std::string cause{};
 };
 
 // Everything Decide() looks at.
@@ -133,6 +147,10 @@ struct Facts {
   bool handing_over = false;
   PeerView peer;
   FsmConfig config;
+  // A checker whose action is "wait" reports its resource down (interface,
+  // ping): the module stays in WAIT (or falls back to it) until it is up.
+  bool local_wait = false;
+  Witness witness = Witness::kNone;
 };
 
 struct Decision {

@@ -109,6 +109,15 @@ class ModuleController {
   // lost (the detection time recorded with a failover).
   void PeerLost(bool peer_host_alive, std::chrono::milliseconds silent_for);
 
+  // Failure detection (ModuleChecks): a resource whose action is wait is
+  // down (`wait`) or no longer; the module stays in WAIT while it is, and
+  // when it clears in WAIT the start-up wait runs again.
+  void SetLocalWait(bool wait, const std::string& reason);
+  // The witness's last answer, looked at when the peer is lost.
+  void SetWitness(cluster::Witness witness) { facts_.witness = witness; }
+  // `hakit failover on|off`.
+  void SetFailover(bool on) { facts_.config.failover = on; }
+
   // Stops the module (for daemon shutdown) and calls `done` once STOP.
   void Shutdown(std::function<void()> done);
 

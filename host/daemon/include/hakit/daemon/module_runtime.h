@@ -11,6 +11,7 @@
 #include "hakit/common/layout.h"
 #include "hakit/common/log.h"
 #include "hakit/config/module_config.h"
+#include "hakit/daemon/module_checks.h"
 #include "hakit/daemon/module_controller.h"
 #include "hakit/daemon/module_replication.h"
 #include "hakit/scripts/module_host_context.h"
@@ -58,6 +59,9 @@ struct ModuleRuntime {
   // the controller, whose steps use it, so that it is destroyed after it.
   std::unique_ptr<ModuleReplication> replication;
   std::unique_ptr<ModuleController> controller;
+  // Failure detection (errd, checkers, witness, restart policy); declared
+  // after the controller it drives, so that it is destroyed first.
+  std::unique_ptr<ModuleChecks> checks;
   bool autostart = false;
   Generations generations;
   // The state last persisted: transitions into ALONE and SECOND move the

@@ -147,6 +147,9 @@ class ClusterRig {
   bool HasVip(const std::string& node);
   // Whether the node's application process is alive.
   bool AppRunning(const std::string& node);
+  // The application crashes: SIGKILL of the node's application process
+  // (hakitd stays up). NotFound when it does not run.
+  Status KillApp(const std::string& node);
   // The script calls the node's demo module recorded ("start_prim ALONE ...").
   std::vector<std::string> ScriptCalls(const std::string& node);
 
