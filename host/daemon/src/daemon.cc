@@ -304,6 +304,7 @@ class Daemon : public cluster::HeartbeatListener {
     r.node = node_;
     r.config_hash = m.config_hash;
     r.key = key_;
+    r.clean_marker = (layout_.ModuleVar(m.name) / "replica_clean").string();
     for (const auto& d : rfs.replicated) {
       r.dirs.push_back(d.dir);
       replication::PathFilter filter;
@@ -369,7 +370,6 @@ class Daemon : public cluster::HeartbeatListener {
                                                : "full synchronisation of " + peer_ + " failed";
         if (what == "sync_failed") log_->Warn("module " + name + ": " + msg);
         nlohmann::json d = details;
-        d["method"] = "checksums";
         const char* kind = what == "sync_start" ? "reintegration_start"
                            : what == "sync_end" ? "reintegration_end"
                                                 : "error";

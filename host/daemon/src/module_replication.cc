@@ -4,7 +4,11 @@
 #include <utility>
 // clang-format on
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "hakit/replication/interceptor.h"
 #include "hakit/replication/receiver.h"
@@ -19,7 +23,11 @@ namespace repl = hakit::replication;
 
 
 ModuleReplication::ModuleReplication(ReplicationSettings settings)
-    : settings_(std::move(settings)) {}
+    : settings_(std::move(settings)) {
+  for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
+    dirty_.push_back(std::make_unique<repl::DirtyMap>(repl::kDefaultZoneSize));
+  }
+}
 
 ModuleReplication::~ModuleReplication() { Leave(); }
 
@@ -39,7 +47,7 @@ void ModuleReplication::SetGeneration(std::uint64_t generation) {
   generation_ = generation;
   std::lock_guard lock(mu_);
   if (sender_) sender_->SetGeneration(generation, true);
-  if (receiver_) receiver_->SetGeneration(generation, true);
+  if (receiver_) receiver_->SetGeneration(generation, replica_clean_);
 }
 
 Status ModuleReplication::BecomePrimary(bool peer_expected) {
@@ -63,6 +71,12 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     Log(sdk::LogLevel::kError, "peer lost: " + lost.reason + " (" +
                                    std::to_string(lost.unapplied.size()) +
                                    " operation(s) not known to be applied there)");
+    // Not known to be applied there: the secondary may lack them (the dir is
+    // not reported: note them in every dir, a path that is not there costs
+    // nothing).
+    for (auto& d : dirty_) {
+      for (const auto& [seq, op] : lost.unapplied) d->Note(op);
+    }
     if (settings_.on_peer_lost) settings_.on_peer_lost(lost.reason, lost.unapplied.size());
   };
   auto sender = std::make_unique<repl::ReplicationSender>(o);
@@ -84,6 +98,7 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     }
     gates.back()->set_root_fd((*m)->real_dir_fd());
     if (i < settings_.filters.size()) gates.back()->set_filter(&settings_.filters[i]);
+    gates.back()->set_dirty(dirty_[i].get());
     mounts.push_back(std::move(*m));
   }
   {
@@ -155,12 +170,18 @@ void ModuleReplication::AfterConnect() {
   const bool same_data = st.peer_generation == generation_ && st.peer_consistent &&
                          st.ops_unreplicated == unreplicated_at_pairing_;
   std::vector<std::size_t> behind;
+  bool targeted = st.peer_consistent;
   for (std::size_t i = 0; i < mounts_.size(); ++i) {
     mounts_[i]->RunExclusive([&] {
       if (same_data && gates_[i]->dropped() == 0) {
         gates_[i]->Pass();
+        dirty_[i]->Reset(generation_);
       } else {
         behind.push_back(i);
+        // The record says what the peer lacks only if it holds the data it
+        // started from, and did not crash since.
+        targeted = targeted && dirty_[i]->valid() &&
+                   dirty_[i]->base_generation() == st.peer_generation;
       }
     });
   }
@@ -173,19 +194,22 @@ void ModuleReplication::AfterConnect() {
                         ? "the peer's data generation " + std::to_string(st.peer_generation) +
                               " is not ours (" + std::to_string(generation_.load()) + ")"
                         : "changes were made while not replicating";
-  Log(sdk::LogLevel::kWarning, "the secondary may lack changes (" + why +
-                                   "): full synchronisation of " + std::to_string(behind.size()) +
-                                   " dir(s) by checksums, while the application runs");
+  Log(sdk::LogLevel::kWarning,
+      "the secondary may lack changes (" + why + "): synchronisation of " +
+          std::to_string(behind.size()) + " dir(s) " +
+          (targeted ? "from the record of what changed"
+                    : "by checksums of both trees (no usable record of what changed)") +
+          ", while the application runs");
   syncing_ = true;
   {
     std::lock_guard lock(mu_);
     sync_state_ = "running";
     progress_ = std::make_shared<repl::SyncProgress>();
   }
-  syncer_ = std::thread([this, behind]() { RunSync(behind); });
+  syncer_ = std::thread([this, behind, targeted]() { RunSync(behind, targeted); });
 }
 
-void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
+void ModuleReplication::RunSync(std::vector<std::size_t> dirs, bool targeted) {
   std::shared_ptr<repl::SyncProgress> progress;
   {
     std::lock_guard lock(mu_);
@@ -194,7 +218,9 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
   const auto started = std::chrono::steady_clock::now();
   const std::uint64_t session = sender_->Stats().sessions;
   if (settings_.on_sync) {
-    settings_.on_sync("sync_start", {{"dirs", dirs.size()}, {"peer", settings_.peer_address}});
+    settings_.on_sync("sync_start", {{"dirs", dirs.size()},
+                                     {"peer", settings_.peer_address},
+                                     {"method", targeted ? "record" : "checksums"}});
   }
   Status result = Status::Ok();
   for (std::size_t i : dirs) {
@@ -205,6 +231,8 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
     o.manifests = manifests_.get();
     o.dir_index = static_cast<std::uint8_t>(i);
     if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
+    if (targeted) o.dirty = dirty_[i].get();
+    o.record = dirty_[i].get();
     o.generation = generation_;
     o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
     o.log = [this, dir = settings_.dirs[i]](const std::string& m) {
@@ -219,7 +247,8 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count();
-  nlohmann::json details = {{"duration_ms", ms},
+  nlohmann::json details = {{"method", targeted ? "record" : "checksums"},
+                            {"duration_ms", ms},
                             {"entries", progress->entries.load()},
                             {"bytes_compared", progress->bytes_compared.load()},
                             {"bytes_sent", progress->bytes_sent.load()},
@@ -279,6 +308,15 @@ void ModuleReplication::PeerIsSecond() {
 Status ModuleReplication::BecomeSecond() {
   Leave();
   leaving_ = false;
+  // This node's data follows another primary from now on: its own record of
+  // what a secondary missed no longer means anything.
+  for (auto& d : dirty_) d->Invalidate();
+  // Did the last secondary session here end cleanly (no crash since)? The
+  // marker goes, so that a crash from now on is seen at the next start.
+  if (!settings_.clean_marker.empty()) {
+    std::error_code ec;
+    replica_clean_ = std::filesystem::remove(settings_.clean_marker, ec);
+  }
   std::vector<std::unique_ptr<repl::Interceptor>> mounts;
   std::vector<int> fds;
   for (const auto& dir : settings_.dirs) {
@@ -302,6 +340,7 @@ Status ModuleReplication::BecomeSecond() {
   o.config_hash = settings_.config_hash;
   o.key = settings_.key;
   o.generation = generation_;
+  o.consistent = replica_clean_;
   o.root_fds = fds;
   o.idle_timeout = std::max<std::chrono::milliseconds>(settings_.timeout, 1s);
   o.on_session_start = [this](const std::string& peer, const repl::Hello& hello) {
@@ -315,6 +354,7 @@ Status ModuleReplication::BecomeSecond() {
                                      ": this copy is incomplete until it ends");
   };
   o.on_sync_end = [this](std::uint8_t dir, std::uint64_t generation) {
+    replica_clean_ = true;
     Log(sdk::LogLevel::kInfo, "synchronisation of " + settings_.dirs.at(dir) +
                                   " complete (primary's generation " + std::to_string(generation) +
                                   ")");
@@ -375,7 +415,19 @@ void ModuleReplication::Leave() {
   // served finish), then the sender flushes and says BYE.
   // Secondary: the receiver applies what it received, then the mounts go
   // (their real_dir_fd()s stay valid until destroyed).
-  if (receiver) receiver->Stop();
+  if (receiver) {
+    receiver->Stop();
+    // Everything received is applied: flushed, this copy survives a crash of
+    // this node as it is now, which the marker says to the next primary.
+    if (receiver->Stats().state != repl::ReceiverState::kFailed &&
+        !settings_.clean_marker.empty()) {
+      for (auto& m : mounts) ::syncfs(m->real_dir_fd());
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(settings_.clean_marker).parent_path(),
+                                          ec);
+      std::ofstream(settings_.clean_marker) << "clean\n";
+    }
+  }
   for (auto& m : mounts) {
     if (Status s = m->Unmount(); !s.ok()) {
       Log(sdk::LogLevel::kError, "unmounting " + m->dir() + ": " + s.message());

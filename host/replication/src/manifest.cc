@@ -54,7 +54,7 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
-Status Describe(int dir_fd, const std::string& rel, std::size_t zone_size, int depth,
+Status Describe(int dir_fd, const std::string& rel, std::size_t zone_size, bool hash, int depth,
                 const std::function<Status(ManifestEntry&&)>& sink) {
   if (depth > 4096) return Status::IoError(rel + ": directory nesting too deep");
   int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -92,7 +92,7 @@ Status Describe(int dir_fd, const std::string& rel, std::size_t zone_size, int d
       if (n < 0) return Status::IoError("readlink " + path + ": " + std::strerror(errno));
       target.resize(static_cast<std::size_t>(n));
       e.target = std::move(target);
-    } else if (S_ISREG(st.st_mode)) {
+    } else if (S_ISREG(st.st_mode) && hash) {
       int f = ::openat(::dirfd(d), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (f < 0) return Status::IoError("open " + path + ": " + std::strerror(errno));
       auto zones = HashFileZones(f, e.size, zone_size);
@@ -108,7 +108,7 @@ Status Describe(int dir_fd, const std::string& rel, std::size_t zone_size, int d
         if (errno == ENOENT) continue;
         return Status::IoError("open " + path + ": " + std::strerror(errno));
       }
-      Status s = Describe(sub, path, zone_size, depth + 1, sink);
+      Status s = Describe(sub, path, zone_size, hash, depth + 1, sink);
       ::close(sub);
       if (!s.ok()) return s;
     }
@@ -169,7 +169,7 @@ class In {
 }  // namespace
 
 Status DescribeTree(int root_fd, std::size_t zone_size,
-                    const std::function<Status(ManifestEntry&&)>& sink) {
+                    const std::function<Status(ManifestEntry&&)>& sink, bool hash_zones) {
   if (zone_size == 0) return Status::InvalidArgument("zone size 0");
   struct stat st{};
   if (::fstat(root_fd, &st) != 0) return Status::IoError(std::string("stat: ") + std::strerror(errno));
@@ -179,7 +179,7 @@ Status DescribeTree(int root_fd, std::size_t zone_size,
   root.gid = st.st_gid;
   root.mtime = st.st_mtim;
   if (Status s = sink(std::move(root)); !s.ok()) return s;
-  return Describe(root_fd, "", zone_size, 0, sink);
+  return Describe(root_fd, "", zone_size, hash_zones, 0, sink);
 }
 
 void EncodeManifestEntry(const ManifestEntry& e, std::string* out) {

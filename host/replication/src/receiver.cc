@@ -893,6 +893,7 @@ void ReplicationReceiver::Impl::StartManifest(const Item& item) {
   const int root_fd = options_.root_fds[dir];
   const std::size_t zone = static_cast<std::size_t>(
       std::clamp<std::uint64_t>(item.frame.op.length, 4096, 64u << 20));
+  const bool hash = (item.frame.op.flags & kSyncBeginNoHashes) == 0;
   auto post = [this, weak = item.session](ManifestChunk chunk) {
     std::string frame;
     if (!EncodeFrame(chunk, &frame).ok()) return;
@@ -905,7 +906,7 @@ void ReplicationReceiver::Impl::StartManifest(const Item& item) {
     });
   };
   std::lock_guard lock(mu_);
-  manifest_threads_.emplace_back([this, dir, root_fd, zone, post] {
+  manifest_threads_.emplace_back([this, dir, root_fd, zone, hash, post] {
     ManifestChunk chunk;
     chunk.dir_index = dir;
     std::size_t entries = 0;
@@ -924,7 +925,7 @@ void ReplicationReceiver::Impl::StartManifest(const Item& item) {
       chunk.data += one;
       ++entries;
       return Status::Ok();
-    });
+    }, hash);
     chunk.last = true;
     if (!s.ok()) {
       chunk.data.clear();

@@ -776,6 +776,7 @@ std::uint64_t ReplicationSender::Impl::SubmitOne(std::uint8_t dir_index, Operati
   frame.is_op = true;
   Status encoded = EncodeOpPrefix(0, dir_index, op, &frame.head);
   std::size_t bytes = frame.head.size() + op.data.size();
+  const std::size_t data_size = op.data.size();
   if (encoded.ok()) {
     if (op.data.size() <= kInlineData) {
       frame.head.append(op.data);
@@ -786,6 +787,8 @@ std::uint64_t ReplicationSender::Impl::SubmitOne(std::uint8_t dir_index, Operati
   }
   op.data.clear();
   op.data.shrink_to_fit();
+  // What PeerLost reports of a write: where and how much, without the bytes.
+  if (op.kind == OpKind::kWrite) op.length = data_size;
   const bool barrier = op.IsDurabilityBarrier();
 
   std::unique_lock lock(mu_);

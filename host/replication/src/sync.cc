@@ -182,8 +182,29 @@ std::optional<std::uint64_t> SyncGate::Filter(Operation& op) {
 }
 
 std::uint64_t SyncGate::Submit(Operation op) {
-  if (auto filtered = Filter(op)) return *filtered;
-  return Decide(std::move(op));
+  if (dirty_ == nullptr) {
+    if (auto filtered = Filter(op)) return *filtered;
+    return Decide(std::move(op));
+  }
+  const OpKind kind = op.kind;
+  const std::string path = op.path;
+  const std::string path2 = op.path2;
+  const std::uint64_t offset = op.offset;
+  const std::uint64_t length = kind == OpKind::kWrite ? op.data.size() : op.length;
+  const bool passing = passing_;
+  std::uint64_t ticket = 0;
+  if (auto filtered = Filter(op)) {
+    ticket = *filtered;
+  } else {
+    ticket = Decide(std::move(op));
+  }
+  // During a synchronisation, note everything (what was sent is harmless to
+  // send again); otherwise what did not reach a replicating sender. A loss
+  // after this check leaves the change among the sender's unapplied ones.
+  if (!passing || sender_.state() != SenderState::kReplicating) {
+    dirty_->Note(kind, path, path2, offset, length);
+  }
+  return ticket;
 }
 
 std::uint64_t SyncGate::Decide(Operation&& op) {
@@ -575,6 +596,63 @@ class Walk {
     return End::kDone;
   }
 
+  // A file the secondary has, from the dirty map: its noted zones (all of
+  // them when it was replaced, or when the sizes differ and nothing says
+  // why), then size and times.
+  Result<End> WalkNotedZones(const std::string& path, int fd, const struct stat& st,
+                             const ManifestEntry* m) {
+    const std::size_t zone = o_.zone_size;
+    std::string buf(zone, '\0');
+    bool gone = false;
+    bool sent_any = false;
+    bool whole_file = false;
+    // Which zones, decided in steps: changes dropped meanwhile are noted too.
+    std::uint64_t next = 0;
+    bool more = true;
+    while (more && !gone) {
+      bool ok = Step([&] {
+        if (!SameFile(path, st)) {
+          gone = true;
+          return;
+        }
+        struct stat now{};
+        if (::fstat(fd, &now) != 0) {
+          error_ = Status::IoError("stat " + path + ": " + std::strerror(errno));
+          return;
+        }
+        const std::uint64_t size = static_cast<std::uint64_t>(now.st_size);
+        DirtyMap::Zones z = o_.dirty->Of(path);
+        // A size nothing noted explains: the map does not account for this
+        // file, send it whole.
+        if (next == 0 && !sent_any && z.zones.empty() && m->size != size) whole_file = true;
+        const bool whole = z.whole || whole_file;
+        std::vector<std::uint64_t> todo;
+        const std::uint64_t zones = (size + zone - 1) / zone;
+        if (whole) {
+          for (std::uint64_t i = next; i < zones && todo.size() < 16; ++i) todo.push_back(i);
+        } else {
+          for (auto it = z.zones.lower_bound(next); it != z.zones.end() && todo.size() < 16; ++it) {
+            if (*it < zones) todo.push_back(*it);
+          }
+        }
+        if (todo.empty()) {
+          more = false;
+          return;
+        }
+        for (std::uint64_t index : todo) {
+          const std::uint64_t off = index * zone;
+          std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(zone, size - off));
+          SendZone(path, buf, off, ReadAt(fd, buf, off, want));
+          sent_any = true;
+        }
+        next = todo.back() + 1;
+      });
+      if (!ok) return Ended();
+    }
+    if (gone) return End::kDone;
+    return FinishFile(path, fd, st, m, sent_any);
+  }
+
   // True while `path` still names the inode `st` describes.
   bool SameFile(const std::string& path, const struct stat& st) {
     struct stat now{};
@@ -584,6 +662,7 @@ class Walk {
 
   Result<End> WalkFile(const std::string& path, int fd, const struct stat& st,
                        const ManifestEntry* m) {
+    if (o_.dirty != nullptr && m != nullptr) return WalkNotedZones(path, fd, st, m);
     const std::size_t zone = o_.zone_size;
     // Several zones per step: fewer lock hand-overs, steps still short.
     const std::size_t per_step = std::max<std::size_t>(1, (1u << 20) / zone);
@@ -611,44 +690,36 @@ class Walk {
             return;
           }
           std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(zone, size - off));
-          std::size_t got = 0;
-          while (got < want) {
-            ssize_t n = ::pread(fd, buf.data() + got, want - got, static_cast<off_t>(off + got));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += static_cast<std::size_t>(n);
-          }
+          std::size_t got = ReadAt(fd, buf, off, want);
           if (progress_) progress_->bytes_compared += got;
           if (m && index < m->zones.size() && m->zones[index] == HashZone(buf.data(), got)) {
             continue;
           }
-          Operation op = Op(OpKind::kWrite, path);
-          op.offset = off;
-          op.data.assign(buf.data(), got);
-          Send(std::move(op));
+          SendZone(path, buf, off, got);
           sent_any = true;
-          if (progress_) {
-            progress_->bytes_sent += got;
-            progress_->zones_sent++;
-          }
         }
       });
       if (!ok) return Ended();
     }
     if (gone) return End::kDone;
+    return FinishFile(path, fd, st, m, sent_any);
+  }
+
+  // The file's last step: its size and attributes. A copy found identical
+  // costs no operation at all; our writes moved the secondary's times.
+  Result<End> FinishFile(const std::string& path, int fd, const struct stat& st,
+                         const ManifestEntry* m, bool sent_any) {
     bool ok = Step([&] {
       if (!SameFile(path, st)) return;
       struct stat now{};
       if (::fstat(fd, &now) != 0) return;
       const std::uint64_t size = static_cast<std::uint64_t>(now.st_size);
-      // A copy found identical costs no operation at all.
       if (sent_any || !m || m->size != size) {
         Operation op = Op(OpKind::kTruncate, path);
         op.length = size;
         Send(std::move(op));
       }
       SendAttrs(path, now, m, false);
-      // Our writes moved the secondary's times.
       if (sent_any || !m || m->mtime.tv_sec != now.st_mtim.tv_sec ||
           m->mtime.tv_nsec != now.st_mtim.tv_nsec) {
         Operation times = Op(OpKind::kUtimens, path);
@@ -659,6 +730,30 @@ class Walk {
     });
     if (!ok) return Ended();
     return End::kDone;
+  }
+
+  // Reads up to `want` bytes at `off` (less at the end of the file).
+  static std::size_t ReadAt(int fd, std::string& buf, std::uint64_t off, std::size_t want) {
+    std::size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(fd, buf.data() + got, want - got, static_cast<off_t>(off + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    return got;
+  }
+
+  void SendZone(const std::string& path, const std::string& buf, std::uint64_t off,
+                std::size_t got) {
+    Operation op = Op(OpKind::kWrite, path);
+    op.offset = off;
+    op.data.assign(buf.data(), got);
+    Send(std::move(op));
+    if (progress_) {
+      progress_->bytes_sent += got;
+      progress_->zones_sent++;
+    }
   }
 
   const TreeSyncOptions& o_;
@@ -687,12 +782,16 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
       Operation begin;
       begin.kind = OpKind::kSyncBegin;
       begin.length = o.zone_size;
+      begin.flags = o.dirty != nullptr ? kSyncBeginNoHashes : 0;
       o.sender->SubmitTo(o.dir_index, std::move(begin));
     });
     auto manifest = o.manifests->Take(o.dir_index, o.manifest_timeout, give_up);
     if (!manifest.ok()) return manifest.status();
     log("pass " + std::to_string(pass) + ": the secondary holds " +
-        std::to_string(manifest->size()) + " entries; comparing");
+        std::to_string(manifest->size()) + " entries; " +
+        (o.dirty != nullptr ? "sending what changed (" + std::to_string(o.dirty->entries()) +
+                                  " noted zones and files)"
+                            : std::string("comparing by checksums")));
     Walk walk(o, *manifest, progress);
     auto end = walk.Run();
     if (!end.ok()) return end.status();
@@ -712,6 +811,8 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
       end_op.offset = o.generation;
       o.sender->SubmitTo(o.dir_index, std::move(end_op));
       o.gate->Pass();
+      // From here the secondary holds everything: note afresh.
+      if (o.record != nullptr) o.record->Reset(o.generation);
     });
     if (Status s = o.sender->Wait(ticket); !s.ok()) return s;
     if (o.sender->state() != SenderState::kReplicating) {

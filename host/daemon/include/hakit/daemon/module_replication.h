@@ -48,6 +48,7 @@ class ReplicationSender;
 class ReplicationReceiver;
 class OperationSink;
 class SyncGate;
+class DirtyMap;
 class ManifestCollector;
 struct SyncProgress;
 }  // namespace hakit::replication
@@ -61,6 +62,10 @@ struct ReplicationSettings {
   std::vector<std::uint8_t> key;             // the cluster key: authenticates the channel
   std::vector<std::string> dirs;             // <replicated dir>, in <rfs> order
   std::vector<replication::PathFilter> filters;  // <notreplicated>, one per dir
+  // Written (after a flush) when this node stops being SECOND cleanly,
+  // consumed when it becomes SECOND again: its copy holds everything it
+  // acknowledged. Absent (a crash, a power cut): the primary compares trees.
+  std::string clean_marker;
   bool xattrs = false;                       // acl="on"
   bool sync = false;                         // async="none": acknowledged once applied
   std::string local_address;                 // this node on the replication lan
@@ -111,13 +116,16 @@ class ModuleReplication : public ReplicationSeam {
   // Just connected: passes every dir the peer already holds, synchronises
   // the others in the background.
   void AfterConnect();
-  void RunSync(std::vector<std::size_t> dirs);
+  void RunSync(std::vector<std::size_t> dirs, bool targeted);
   void Log(sdk::LogLevel level, const std::string& message) const;
 
   ReplicationSettings settings_;
   mutable std::mutex mu_;  // guards what follows; never held while blocking long
   Role role_ = Role::kNone;
   std::vector<std::unique_ptr<replication::SyncGate>> gates_;  // one per dir
+  // What the secondary missed, per dir; for the daemon's lifetime (a
+  // primary that stops and starts again keeps its record).
+  std::vector<std::unique_ptr<replication::DirtyMap>> dirty_;
   std::unique_ptr<replication::ManifestCollector> manifests_;
   std::thread syncer_;
   std::atomic<bool> syncing_{false};
@@ -131,6 +139,7 @@ class ModuleReplication : public ReplicationSeam {
   std::atomic<bool> connector_done_{true};
   std::atomic<bool> leaving_{false};
   std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> replica_clean_{false};  // see ReplicationSettings::clean_marker
 };
 
 }  // namespace hakit::daemon

@@ -52,8 +52,10 @@ struct ManifestEntry {
 // files are described but never replicated) and hands `sink` every entry,
 // parents before their children. A sink error stops the walk and is
 // returned; so is an I/O error, naming the path.
+// `hash_zones` false: regular files get no zone hashes (nothing is read).
 sdk::Status DescribeTree(int root_fd, std::size_t zone_size,
-                         const std::function<sdk::Status(ManifestEntry&&)>& sink);
+                         const std::function<sdk::Status(ManifestEntry&&)>& sink,
+                         bool hash_zones = true);
 
 // The hashes of one regular file's zones, read through `fd` from offset 0
 // up to `size`.

@@ -44,6 +44,10 @@ enum class OpKind : std::uint8_t {
   kSyncEnd,       // path "": the copy now equals the primary's (generation in `offset`)
 };
 
+// kSyncBegin's flags: describe without zone hashes (the primary sends what
+// its dirty map noted).
+inline constexpr std::uint32_t kSyncBeginNoHashes = 1;
+
 const char* OpKindName(OpKind kind);
 
 struct Operation {

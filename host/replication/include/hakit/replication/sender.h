@@ -64,8 +64,8 @@ struct PeerLost {
   // session (everything up to it is on the secondary).
   std::uint64_t last_applied = 0;
   // The operations submitted to the lost session that were not acknowledged
-  // as applied, in sequence order, without their data bytes: what the
-  // primary must record as dirty.
+  // as applied, in sequence order, without their data bytes (a write's size
+  // is in `length`): what the primary must record as dirty.
   std::vector<std::pair<std::uint64_t, Operation>> unapplied;
 };
 

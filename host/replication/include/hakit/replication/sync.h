@@ -38,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hakit/replication/dirty_map.h"
 #include "hakit/replication/manifest.h"
 #include "hakit/replication/operation.h"
 #include "hakit/replication/path_filter.h"
@@ -83,6 +84,9 @@ class SyncGate : public OperationSink {
   void set_root_fd(int fd) { root_fd_ = fd; }
   // <notreplicated>: changes to excluded paths are not sent. Not owned.
   void set_filter(const PathFilter* filter) { filter_ = filter; }
+  // Where changes the secondary does not get are noted (dirty_map.h). Not
+  // owned; may be null.
+  void set_dirty(DirtyMap* dirty) { dirty_ = dirty; }
   // Changes that moved content from an excluded path into the replicated
   // part and could not be sent (a directory): the secondary lacks it.
   std::uint64_t unsent() const { return unsent_.load(); }
@@ -122,6 +126,7 @@ class SyncGate : public OperationSink {
   const std::uint8_t dir_index_;
   int root_fd_ = -1;
   const PathFilter* filter_ = nullptr;
+  DirtyMap* dirty_ = nullptr;
   std::atomic<std::uint64_t> unsent_{0};
   bool passing_ = false;
   SyncCursor cursor_;
@@ -170,6 +175,14 @@ struct TreeSyncOptions {
   ManifestCollector* manifests = nullptr;
   std::uint8_t dir_index = 0;
   const PathFilter* filter = nullptr;  // <notreplicated>: left alone
+  // With a map: only what it notes is sent of files the secondary has (no
+  // checksums, on either side); the caller has checked that the map covers
+  // every difference (valid, for the secondary's generation, a secondary that
+  // did not crash). Null: both trees compared by checksums.
+  const DirtyMap* dirty = nullptr;
+  // The gate's map: reset (valid, for `generation`) when the secondary is
+  // complete. May be null.
+  DirtyMap* record = nullptr;
   std::size_t zone_size = kDefaultZoneSize;
   std::uint64_t generation = 0;  // announced in SYNC_END
   // How long the secondary may take to describe its tree.
