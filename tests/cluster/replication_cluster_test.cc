@@ -217,6 +217,67 @@ TEST_F(ReplicationClusterTest, SwapReversesTheReplicationInSynchronousMode) {
   EXPECT_EQ(text.str(), "one\ntwo\n");
 }
 
+// POSIX behaviour through the primary's mount, pjdfstest-style cases run by
+// a shell in the primary's namespaces; the secondary's tree must then equal
+// the primary's byte for byte and metadata for metadata (owners, modes,
+// links, hard-link structure, sizes, sparse files, times set explicitly).
+TEST_F(ReplicationClusterTest, PosixCasesOnThePrimaryLeaveTheSameTreeOnTheSecondary) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  const std::string script = "set -e\ncd '" + dir + R"('
+umask 022
+# files: create, append, overwrite, O_TRUNC, truncate up and down
+printf 'hello' > f; printf ' world' >> f; printf 'HE' | dd of=f conv=notrunc status=none
+printf 'long content' > t; : > t; printf 'x' > t
+dd if=/dev/urandom of=g bs=1k count=300 status=none; truncate -s 100000 g; truncate -s 500000 g
+# sparse and large
+dd if=/dev/urandom of=sparse bs=4k count=1 seek=2000 status=none
+dd if=/dev/urandom of=large bs=1M count=24 status=none
+# directories, nested, removed, renamed, renamed over an existing one
+mkdir -p d1/d2/d3; echo deep > d1/d2/d3/file; mkdir gone; rmdir gone
+mkdir r1; echo a > r1/a; mv r1 r2; mkdir empty_target; mv r2 empty_target/r3
+# rename over an existing file, exchange by three renames
+echo old > over; echo new > newer; mv newer over
+echo A > x; echo B > y; mv x tmp; mv y x; mv tmp y
+# hard and symbolic links
+echo shared > h1; ln h1 h2; ln h1 d1/h3; rm h2
+ln -s f sym; ln -s ../f d1/sym2; ln -s dangling broken; mv sym sym_renamed
+# special files
+mkfifo fifo
+# modes and owners
+chmod 600 f; chmod 4755 g; chmod 1777 d1; chown 1234:5678 t; chown -h 42:43 sym_renamed
+mkdir -m 700 private
+# times set explicitly
+touch -d '2001-02-03 04:05:06' f d1/d2
+# many files in one directory, then half of them removed
+mkdir many; i=0; while [ $i -lt 500 ]; do echo $i > many/$i; i=$((i+1)); done
+i=0; while [ $i -lt 500 ]; do rm many/$i; i=$((i+2)); done
+# unlink while open: the data written through the open descriptor stays local
+exec 3> open_unlinked; echo x >&3; rm open_unlinked; echo y >&3; exec 3>&-
+sync
+echo POSIX_DONE
+)";
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", script}, 60s);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  ASSERT_EQ(w->status.code, 0) << w->output;
+  ASSERT_NE(w->output.find("POSIX_DONE"), std::string::npos) << w->output;
+  testing::TreeCompareOptions o;
+  o.mtime_paths = {"f", "d1/d2"};
+  o.compare_xattrs = false;
+  std::vector<std::string> diffs;
+  WaitFor(
+      [&] {
+        diffs = testing::CompareTrees(rig_->DataDir(prim).string(),
+                                      rig_->DataDir(second).string(), o);
+        return diffs.empty();
+      },
+      10s);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+}
+
 // A node that missed writes (stopped while the primary wrote alone: files
 // created, changed, renamed and removed) rejoins as SECOND: the primary
 // compares both trees by zone checksums and sends what differs while the
