@@ -360,6 +360,46 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesIsSynchronisedThenTakesO
   EXPECT_EQ(served->output, "missed\nnew\ndeep\n200\n");
 }
 
+// A secondary stopped cleanly while nothing changed comes back without any
+// transfer or comparison: the primary's record is empty.
+TEST_F(ReplicationClusterTest, SecondaryThatMissedNothingGetsNothing) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo data > '" + dir + "/f'; sync"}, 10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = rig_->ModuleState(second);
+        return m.ok() && m->at("details").value("data", "") == "up_to_date";
+      },
+      10s));
+  auto count_syncs = [&] {
+    int n = 0;
+    for (const auto& e : History(prim)) n += e.kind == "reintegration_start" ? 1 : 0;
+    return n;
+  };
+  WaitFor([&] { return Replication(prim)["sync"].value("state", "") != "running"; }, 10s);
+  const int before = count_syncs();
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->StartDaemon(second).ok());
+  ASSERT_TRUE(rig_->Command(second, "start").ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = rig_->ModuleState(second);
+        return m.ok() && m->at("details").value("data", "") == "up_to_date";
+      },
+      10s))
+      << Replication(prim).dump();
+  EXPECT_EQ(count_syncs(), before) << "a synchronisation ran although nothing changed";
+  auto diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+}
+
 // A secondary whose synchronisation has not ended never takes over on its
 // own: cut the primary's power while the secondary may still be copying, and
 // it waits for the operator if it was incomplete, or takes over with

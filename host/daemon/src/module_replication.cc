@@ -185,9 +185,31 @@ void ModuleReplication::AfterConnect() {
       }
     });
   }
+  if (targeted && !behind.empty()) {
+    // The record says nothing changed since the secondary last held our data
+    // (it only missed a generation change): it holds it still.
+    std::vector<std::size_t> still;
+    for (std::size_t i : behind) {
+      mounts_[i]->RunExclusive([&] {
+        if (dirty_[i]->entries() == 0) {
+          gates_[i]->Pass();
+          dirty_[i]->Reset(generation_);
+        } else {
+          still.push_back(i);
+        }
+      });
+    }
+    if (still.size() < behind.size()) {
+      Log(sdk::LogLevel::kInfo, std::to_string(behind.size() - still.size()) +
+                                    " dir(s) unchanged since the secondary last held them: "
+                                    "nothing to send");
+    }
+    behind = std::move(still);
+  }
   if (behind.empty()) {
     std::lock_guard lock(mu_);
     sync_state_ = "none";
+    unreplicated_at_pairing_ = st.ops_unreplicated;
     return;
   }
   std::string why = st.peer_generation != generation_

@@ -10,6 +10,7 @@ void DirtyMap::GrowLocked(std::size_t n) {
   if (entries_ > max_entries_) {
     // Too big to be cheaper than a comparison: compare.
     valid_ = false;
+    other_changes_ = false;
     files_.clear();
     subtrees_.clear();
     entries_ = 0;
@@ -58,8 +59,16 @@ void DirtyMap::Note(OpKind kind, const std::string& path, const std::string& pat
       if (subtrees_.insert(path2).second) GrowLocked(1);
       if (subtrees_.insert(path).second) GrowLocked(1);
       return;
+    case OpKind::kFsync:
+      return;  // changes nothing
     default:
-      return;  // removals and metadata: compared by every synchronisation
+      // Removals and metadata: compared by every synchronisation; counted so
+      // that an empty map means "nothing changed at all".
+      if (!other_changes_) {
+        other_changes_ = true;
+        GrowLocked(1);
+      }
+      return;
   }
 }
 
@@ -77,6 +86,7 @@ DirtyMap::Zones DirtyMap::Of(const std::string& path) const {
 
 void DirtyMap::Reset(std::uint64_t generation) {
   std::lock_guard lock(mu_);
+  other_changes_ = false;
   files_.clear();
   subtrees_.clear();
   entries_ = 0;
@@ -87,6 +97,7 @@ void DirtyMap::Reset(std::uint64_t generation) {
 void DirtyMap::Invalidate() {
   std::lock_guard lock(mu_);
   valid_ = false;
+  other_changes_ = false;
   files_.clear();
   subtrees_.clear();
   entries_ = 0;

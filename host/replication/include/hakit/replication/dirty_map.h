@@ -60,6 +60,8 @@ class DirtyMap {
   bool valid() const;
   std::uint64_t base_generation() const;
   std::size_t zone_size() const { return zone_size_; }
+  // Zones, files and subtrees noted, plus one for any other change: 0 means
+  // nothing changed at all.
   std::size_t entries() const;
 
  private:
@@ -71,6 +73,7 @@ class DirtyMap {
   bool valid_ = false;
   std::uint64_t base_generation_ = 0;
   std::size_t entries_ = 0;
+  bool other_changes_ = false;  // a removal or a metadata change
   std::map<std::string, Zones> files_;
   std::set<std::string> subtrees_;  // every path below (and at) these was replaced
 };
