@@ -50,3 +50,43 @@ function(hakit_test name)
   gtest_discover_tests(${name} TEST_PREFIX "${name}." DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS ${label} ${lock_property})
 endfunction()
+
+# hakit_module_package(NAME [BIN program_target...])
+# Packs module library NAME as ${CMAKE_BINARY_DIR}/packages/NAME.safe in the
+# normal build: the module folder is staged in packages/NAME/ (conf/ and bin/
+# of the module's source folder, the BIN targets' programs in bin/, the
+# library as lib/NAME.so), then packed by the hakit CLI just built, so that
+# the package passes the same checks as one an operator makes. Rebuilt when
+# the library, a program, the CLI or a file of conf/ or bin/ changes.
+function(hakit_module_package name)
+  cmake_parse_arguments(ARG "" "" "BIN" ${ARGN})
+  set(src ${CMAKE_CURRENT_SOURCE_DIR})
+  set(stage ${CMAKE_BINARY_DIR}/packages/${name})
+  set(out ${CMAKE_BINARY_DIR}/packages/${name}.safe)
+  file(GLOB_RECURSE files CONFIGURE_DEPENDS ${src}/conf/* ${src}/bin/*)
+  set(copy_bin)
+  if(EXISTS ${src}/bin OR ARG_BIN)
+    list(APPEND copy_bin COMMAND ${CMAKE_COMMAND} -E make_directory ${stage}/bin)
+  endif()
+  if(EXISTS ${src}/bin)
+    list(APPEND copy_bin COMMAND ${CMAKE_COMMAND} -E copy_directory ${src}/bin ${stage}/bin)
+  endif()
+  foreach(program ${ARG_BIN})
+    list(APPEND copy_bin COMMAND ${CMAKE_COMMAND} -E copy $<TARGET_FILE:${program}> ${stage}/bin/)
+  endforeach()
+  # A fresh stage each time: a file removed from conf/ leaves the package.
+  # --root: the %SAFE...% variables the check expands come from the build,
+  # never from the builder's HAKIT_ROOT or /var/lib/hakit.
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -E rm -rf ${stage} ${out}
+    COMMAND ${CMAKE_COMMAND} -E copy_directory ${src}/conf ${stage}/conf
+    ${copy_bin}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${stage}/lib
+    COMMAND ${CMAKE_COMMAND} -E copy $<TARGET_FILE:${name}> ${stage}/lib/${name}.so
+    COMMAND $<TARGET_FILE:hakit> --root ${CMAKE_BINARY_DIR}/packages/root module package
+            ${stage} -o ${out} -m ${name} --version ${PROJECT_VERSION}
+    DEPENDS hakit ${name} ${ARG_BIN} ${files}
+    COMMENT "Packing module ${name} as packages/${name}.safe"
+    VERBATIM)
+  add_custom_target(${name}_package ALL DEPENDS ${out})
+endfunction()
