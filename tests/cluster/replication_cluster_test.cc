@@ -472,6 +472,78 @@ TEST_F(ReplicationClusterTest, InterruptedSynchronisationResumes) {
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
 }
 
+// Split brain: both nodes cut off from each other run ALONE and write
+// different things; when they see each other again both wait; the operator
+// keeps one node's data, the other is synchronised from it, and what that
+// replaced or removed there is listed (file and history), not lost without
+// trace.
+TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo shared > '" + dir + "/shared'; sync"}, 10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = rig_->ModuleState(second);
+        return m.ok() && m->at("details").value("data", "") == "up_to_date";
+      },
+      10s));
+  ASSERT_TRUE(rig_->bed().CutNode(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  w = rig_->RunInDaemon(prim, {"sh", "-c",
+                               "cd '" + dir + "' && echo loser > loser_only && echo L >> shared"},
+                        10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  w = rig_->RunInDaemon(second, {"sh", "-c", "cd '" + dir + "' && echo winner > winner_only"},
+                        10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_TRUE(rig_->bed().RestoreNode(prim).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kWait, 10s).ok());
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  // The operator keeps `second`'s data.
+  auto r = rig_->Command(second, "prim");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, 0) << r->error;
+  ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = rig_->ModuleState(prim);
+        return m.ok() && m->at("details").value("data", "") == "up_to_date";
+      },
+      15s))
+      << rig_->ModuleState(prim)->dump();
+  std::vector<std::string> diffs;
+  WaitFor(
+      [&] {
+        diffs = testing::CompareTrees(rig_->DataDir(second).string(), rig_->DataDir(prim).string());
+        return diffs.empty();
+      },
+      10s);
+  ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+  // The loser's own changes are named in the list its history points to.
+  std::string list;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& e : History(prim)) {
+          auto d = nlohmann::json::parse(e.details, nullptr, false);
+          if (e.kind == "reintegration_end" && d.is_object() && d.contains("list")) {
+            list = d.value("list", "");
+          }
+        }
+        return !list.empty();
+      },
+      10s));
+  std::ifstream in(list);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("loser_only\n"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("shared\n"), std::string::npos) << text.str();
+}
+
 // A secondary whose synchronisation has not ended never takes over on its
 // own: cut the primary's power while the secondary may still be copying, and
 // it waits for the operator if it was incomplete, or takes over with

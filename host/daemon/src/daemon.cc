@@ -365,14 +365,19 @@ class Daemon : public cluster::HeartbeatListener {
         if (it != modules_.end() && it->second->controller) {
           state = cluster::StateName(it->second->controller->facts().state);
         }
-        std::string msg = what == "sync_start" ? "full synchronisation of " + peer_ + " started"
-                          : what == "sync_end" ? "full synchronisation of " + peer_ + " done"
-                                               : "full synchronisation of " + peer_ + " failed";
+        std::string msg =
+            what == "sync_start"      ? "synchronisation of " + peer_ + " started"
+            : what == "sync_end"      ? "synchronisation of " + peer_ + " done"
+            : what == "sync_received" ? "synchronised from " + peer_ + ": " +
+                                            std::to_string(details.value("entries", 0)) +
+                                            " entries of this copy replaced, created or removed, "
+                                            "listed in " + details.value("list", "")
+                                      : "synchronisation of " + peer_ + " failed";
         if (what == "sync_failed") log_->Warn("module " + name + ": " + msg);
         nlohmann::json d = details;
-        const char* kind = what == "sync_start" ? "reintegration_start"
-                           : what == "sync_end" ? "reintegration_end"
-                                                : "error";
+        const char* kind = what == "sync_start"                              ? "reintegration_start"
+                           : what == "sync_end" || what == "sync_received" ? "reintegration_end"
+                                                                          : "error";
         Record(name, kind, state, state, msg, d);
         Publish(name);
       });

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "hakit/replication/interceptor.h"
 #include "hakit/replication/receiver.h"
@@ -371,15 +373,61 @@ Status ModuleReplication::BecomeSecond() {
   o.on_session_end = [this](const std::string& reason) {
     Log(sdk::LogLevel::kWarning, "primary's session ended: " + reason);
   };
-  o.on_sync_begin = [this](std::uint8_t dir) {
+  // What a synchronisation replaces or removes here is listed (a copy that
+  // diverged, after a split brain, keeps at least the names of what it
+  // loses). The applier thread runs all three callbacks.
+  auto replaced = std::make_shared<std::map<std::uint8_t, std::set<std::string>>>();
+  o.on_sync_begin = [this, replaced](std::uint8_t dir) {
+    (*replaced)[dir].clear();
     Log(sdk::LogLevel::kWarning, "the primary synchronises " + settings_.dirs.at(dir) +
                                      ": this copy is incomplete until it ends");
   };
-  o.on_sync_end = [this](std::uint8_t dir, std::uint64_t generation) {
+  o.before_apply = [replaced](std::uint64_t, const repl::Operation& op) {
+    if (replaced->empty()) return;
+    switch (op.kind) {
+      case repl::OpKind::kWrite:
+      case repl::OpKind::kCreate:
+      case repl::OpKind::kTruncate:
+      case repl::OpKind::kRemoveTree:
+      case repl::OpKind::kSymlink:
+      case repl::OpKind::kMknod:
+      case repl::OpKind::kMkdir:
+      case repl::OpKind::kUnlink:
+      case repl::OpKind::kRmdir:
+        for (auto& [dir, paths] : *replaced) {
+          if (paths.size() < 100000) paths.insert(op.path);
+        }
+        break;
+      default:
+        break;
+    }
+  };
+  o.on_sync_end = [this, replaced](std::uint8_t dir, std::uint64_t generation) {
     replica_clean_ = true;
+    std::set<std::string> paths = std::move((*replaced)[dir]);
+    replaced->erase(dir);
+    std::string note;
+    if (!paths.empty() && !settings_.clean_marker.empty()) {
+      // Beside the marker: var/modules/MODULE/synchronised-<time>-<dir>.txt
+      auto when = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+      std::filesystem::path list = std::filesystem::path(settings_.clean_marker).parent_path() /
+                                   ("synchronised-" + std::to_string(when) + "-" +
+                                    std::to_string(dir) + ".txt");
+      std::ofstream out(list);
+      for (const auto& p : paths) out << p << "\n";
+      note = ": " + std::to_string(paths.size()) +
+             " entries of this copy were replaced, created or removed, listed in " + list.string();
+      if (settings_.on_sync) {
+        settings_.on_sync("sync_received", {{"dir", settings_.dirs.at(dir)},
+                                            {"entries", paths.size()},
+                                            {"list", list.string()}});
+      }
+    }
     Log(sdk::LogLevel::kInfo, "synchronisation of " + settings_.dirs.at(dir) +
                                   " complete (primary's generation " + std::to_string(generation) +
-                                  ")");
+                                  ")" + note);
   };
   o.on_apply_failed = [this](const Status& s) {
     Log(sdk::LogLevel::kError, "applying the primary's change failed: " + s.message() +

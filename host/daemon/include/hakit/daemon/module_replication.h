@@ -72,8 +72,10 @@ struct ReplicationSettings {
   std::string peer_address;                  // the peer on the replication lan
   std::uint16_t port = 0;                    // cluster port + 1
   std::chrono::milliseconds timeout{30000};  // heart timeout
-  // A full synchronisation started or ended on the primary: "sync_start" /
-  // "sync_end" / "sync_failed", with figures (any thread; must not block).
+  // A synchronisation started or ended on the primary: "sync_start" /
+  // "sync_end" / "sync_failed", with figures; on the secondary, after one
+  // that replaced, created or removed entries here: "sync_received" (how
+  // many, and the file listing them). Any thread; must not block.
   std::function<void(const std::string& what, const nlohmann::json& details)> on_sync;
   // The primary's sender lost its peer (any thread; must not block).
   std::function<void(const std::string& reason, std::uint64_t unapplied)> on_peer_lost;
