@@ -606,35 +606,26 @@ class Walk {
     bool gone = false;
     bool sent_any = false;
     bool whole_file = false;
+    // What the record says of this file, read once: the file is in the walked
+    // part from the step that opened it, so no change of it is dropped (and
+    // noted) from then on.
+    const DirtyMap::Zones z = o_.dirty->Of(path);
     // Scattered zones of a cold file: ask the disk for all of them at once
     // rather than one read at a time.
-    {
-      DirtyMap::Zones z = o_.dirty->Of(path);
-      if (z.whole) {
-        ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-      } else {
-        for (std::uint64_t index : z.zones) {
-          ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
-                          POSIX_FADV_WILLNEED);
-        }
+    if (z.whole) {
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    } else {
+      for (std::uint64_t index : z.zones) {
+        ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
+                        POSIX_FADV_WILLNEED);
       }
     }
-    // Which zones, decided in steps: changes dropped meanwhile are noted too.
     std::uint64_t next = 0;
     bool more = true;
     while (more && !gone) {
       bool ok = Step([&] {
-        if (!SameFile(path, st)) {
-          gone = true;
-          return;
-        }
-        struct stat now{};
-        if (::fstat(fd, &now) != 0) {
-          error_ = Status::IoError("stat " + path + ": " + std::strerror(errno));
-          return;
-        }
-        const std::uint64_t size = static_cast<std::uint64_t>(now.st_size);
-        DirtyMap::Zones z = o_.dirty->Of(path);
+        std::uint64_t size = 0;
+        if (!CurrentSize(path, fd, st, &size, &gone)) return;
         // A size nothing noted explains: the map does not account for this
         // file, send it whole.
         if (next == 0 && !sent_any && z.zones.empty() && m->size != size) whole_file = true;
@@ -642,9 +633,12 @@ class Walk {
         std::vector<std::uint64_t> todo;
         const std::uint64_t zones = (size + zone - 1) / zone;
         if (whole) {
-          for (std::uint64_t i = next; i < zones && todo.size() < 16; ++i) todo.push_back(i);
+          for (std::uint64_t i = next; i < zones && todo.size() < ZonesPerStep(); ++i) {
+            todo.push_back(i);
+          }
         } else {
-          for (auto it = z.zones.lower_bound(next); it != z.zones.end() && todo.size() < 16; ++it) {
+          for (auto it = z.zones.lower_bound(next);
+               it != z.zones.end() && todo.size() < ZonesPerStep(); ++it) {
             if (*it < zones) todo.push_back(*it);
           }
         }
@@ -666,6 +660,27 @@ class Walk {
     return FinishFile(path, fd, st, m, sent_any);
   }
 
+  // Several zones (1 MiB) per step: fewer lock hand-overs, steps still short.
+  std::size_t ZonesPerStep() const { return std::max<std::size_t>(1, (1u << 20) / o_.zone_size); }
+
+  // The size of the file walked, in a step; false when the step ends there:
+  // `path` no longer names it (removed or renamed: the gate told the
+  // secondary; *gone) or it cannot be read (error_).
+  bool CurrentSize(const std::string& path, int fd, const struct stat& st, std::uint64_t* size,
+                   bool* gone) {
+    if (!SameFile(path, st)) {
+      *gone = true;
+      return false;
+    }
+    struct stat now{};
+    if (::fstat(fd, &now) != 0) {
+      error_ = Status::IoError("stat " + path + ": " + std::strerror(errno));
+      return false;
+    }
+    *size = static_cast<std::uint64_t>(now.st_size);
+    return true;
+  }
+
   // True while `path` still names the inode `st` describes.
   bool SameFile(const std::string& path, const struct stat& st) {
     struct stat now{};
@@ -677,8 +692,6 @@ class Walk {
                        const ManifestEntry* m) {
     if (o_.dirty != nullptr && m != nullptr) return WalkNotedZones(path, fd, st, m);
     const std::size_t zone = o_.zone_size;
-    // Several zones per step: fewer lock hand-overs, steps still short.
-    const std::size_t per_step = std::max<std::size_t>(1, (1u << 20) / zone);
     std::string buf(zone, '\0');
     std::uint64_t index = 0;
     bool more = true;
@@ -686,17 +699,9 @@ class Walk {
     bool sent_any = false;
     while (more && !gone) {
       bool ok = Step([&] {
-        if (!SameFile(path, st)) {
-          gone = true;  // removed or renamed: the gate told the secondary
-          return;
-        }
-        struct stat now{};
-        if (::fstat(fd, &now) != 0) {
-          error_ = Status::IoError("stat " + path + ": " + std::strerror(errno));
-          return;
-        }
-        const std::uint64_t size = static_cast<std::uint64_t>(now.st_size);
-        for (std::size_t k = 0; k < per_step; ++k, ++index) {
+        std::uint64_t size = 0;
+        if (!CurrentSize(path, fd, st, &size, &gone)) return;
+        for (std::size_t k = 0; k < ZonesPerStep(); ++k, ++index) {
           const std::uint64_t off = index * zone;
           if (off >= size) {
             more = false;
