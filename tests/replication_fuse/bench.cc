@@ -1,9 +1,16 @@
-// hakit-fuse-bench: what the FUSE interception costs, with no replication.
+// hakit-fuse-bench: what the FUSE interception costs, with no replication,
+// and what the record of changes and the hot-zone log add to it.
 //
-// Measures, on a plain directory and then through the interceptor mounted
-// with a null sink ("FUSE alone"):
+// Measures, on a plain directory, through the interceptor mounted with a
+// null sink ("FUSE alone"), and through the interceptor as a primary running
+// ALONE has it ("recorded": the SyncGate noting every change in a DirtyMap
+// persisted to disk, the hot-zone log written before each write, and the
+// cooler every second, as hakitd runs them):
 //  - sequential writes: N MiB in 1 MiB write(2) calls, then fdatasync;
-//  - small synchronous writes: 4 KiB pwrite + fdatasync, p50/p99 latency.
+//  - small synchronous writes: 4 KiB pwrite + fdatasync, p50/p99 latency;
+//  - scattered 4 KiB writes (no fsync) over a 256 MiB file, twice: the first
+//    pass dirties new zones (the record and hot log write), the second
+//    rewrites zones already noted (no I/O for either): mean latency of each.
 // Ends with one line "BENCH fuse_interceptor key=value ...".
 //
 //   hakit-fuse-bench [--dir PARENT] [--mib N] [--samples N] [--threads N] [--rounds N]
@@ -24,7 +31,18 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "hakit/replication/dirty_map.h"
+#include "hakit/replication/hot_zones.h"
 #include "hakit/replication/interceptor.h"
+#include "hakit/replication/manifest.h"
+#include "hakit/replication/sender.h"
+#include "hakit/replication/sync.h"
 
 namespace {
 
@@ -34,6 +52,8 @@ struct Figures {
   double seq_mib_s = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double new_zone_us = 0;    // scattered 4 KiB writes, first pass (mean)
+  double dirty_zone_us = 0;  // the same offsets again (mean)
 };
 
 double Seconds(Clock::time_point since) {
@@ -81,6 +101,29 @@ bool SmallSync(int fd, int first, int samples, std::vector<double>* us) {
   return true;
 }
 
+// 4 KiB pwrite at `count` random 4 KiB-aligned offsets of a 256 MiB file,
+// then at the same offsets again; mean microseconds of each pass.
+bool Scattered(const std::string& dir, int count, double* first_us, double* again_us) {
+  const std::string path = dir + "/scattered.bin";
+  ::sync();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || ::ftruncate(fd, 256 << 20) != 0) return false;
+  std::mt19937_64 rng(42);
+  std::vector<off_t> offsets;
+  for (int i = 0; i < count; ++i) offsets.push_back(static_cast<off_t>(rng() % 65536) * 4096);
+  char block[4096];
+  std::memset(block, 'r', sizeof block);
+  bool ok = true;
+  for (double* out : {first_us, again_us}) {
+    auto start = Clock::now();
+    for (off_t off : offsets) ok = ok && ::pwrite(fd, block, sizeof block, off) == 4096;
+    *out = Seconds(start) * 1e6 / count;
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  return ok;
+}
+
 void Percentiles(std::vector<double> us, double* p50, double* p99) {
   std::sort(us.begin(), us.end());
   *p50 = us[us.size() / 2];
@@ -92,53 +135,123 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Runs the sequential test `rounds` times on each directory, alternating,
-// so that both see the same disk weather; keeps the medians.
-bool Measure(const std::string& plain, const std::string& fused, int mib, int samples,
-             int rounds, Figures* a, Figures* b) {
-  std::vector<double> seq_a, seq_b;
+// Runs the sequential test `rounds` times on each directory, in turn, so
+// that all see the same disk weather; keeps the medians. Then the small
+// synchronous writes (alternating slices of 100) and the scattered writes.
+bool Measure(const std::vector<std::pair<std::string, std::string>>& dirs, int mib, int samples,
+             int rounds, std::vector<Figures>* out) {
+  const std::size_t n = dirs.size();
+  out->assign(n, Figures{});
+  std::vector<std::vector<double>> seq(n);
   for (int r = 0; r < rounds; ++r) {
-    double x = 0, y = 0;
-    if (!Sequential(plain, mib, &x) || !Sequential(fused, mib, &y)) {
-      std::fprintf(stderr, "sequential write failed: %s\n", std::strerror(errno));
-      return false;
+    std::printf("round %d: sequential %d MiB + fdatasync:", r + 1, mib);
+    for (std::size_t i = 0; i < n; ++i) {
+      double x = 0;
+      if (!Sequential(dirs[i].second, mib, &x)) {
+        std::fprintf(stderr, "sequential write failed: %s\n", std::strerror(errno));
+        return false;
+      }
+      seq[i].push_back(x);
+      std::printf("  %s %8.1f MiB/s", dirs[i].first.c_str(), x);
     }
-    std::printf("round %d: sequential %d MiB + fdatasync: plain %8.1f MiB/s  fuse %8.1f MiB/s\n",
-                r + 1, mib, x, y);
+    std::printf("\n");
     std::fflush(stdout);
-    seq_a.push_back(x);
-    seq_b.push_back(y);
   }
-  a->seq_mib_s = Median(seq_a);
-  b->seq_mib_s = Median(seq_b);
-  // Small synchronous writes, in alternating slices of 100 on each side.
   ::sync();
-  std::string pa = plain + "/small.bin", pb = fused + "/small.bin";
-  int fa = ::open(pa.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int fb = ::open(pb.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  std::vector<double> us_a, us_b;
-  bool ok = fa >= 0 && fb >= 0;
-  for (int done = 0; ok && done < samples; done += 100) {
-    int n = std::min(100, samples - done);
-    ok = SmallSync(fa, done, n, &us_a) && SmallSync(fb, done, n, &us_b);
+  std::vector<int> fds;
+  std::vector<std::vector<double>> us(n);
+  bool ok = true;
+  for (const auto& [label, dir] : dirs) {
+    fds.push_back(::open((dir + "/small.bin").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                         0644));
+    ok = ok && fds.back() >= 0;
   }
-  if (fa >= 0) ::close(fa);
-  if (fb >= 0) ::close(fb);
-  ::unlink(pa.c_str());
-  ::unlink(pb.c_str());
-  if (!ok || us_a.empty()) {
+  for (int done = 0; ok && done < samples; done += 100) {
+    for (std::size_t i = 0; ok && i < n; ++i) {
+      ok = SmallSync(fds[i], done, std::min(100, samples - done), &us[i]);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (fds[i] >= 0) ::close(fds[i]);
+    ::unlink((dirs[i].second + "/small.bin").c_str());
+  }
+  if (!ok || us[0].empty()) {
     std::fprintf(stderr, "small synchronous writes failed: %s\n", std::strerror(errno));
     return false;
   }
-  Percentiles(us_a, &a->p50_us, &a->p99_us);
-  Percentiles(us_b, &b->p50_us, &b->p99_us);
-  for (auto [label, f] : {std::pair{"plain", a}, std::pair{"fuse", b}}) {
-    std::printf("%-6s sequential (median of %d): %8.1f MiB/s   4 KiB write+fdatasync x%d: "
-                "p50 %7.1f us  p99 %7.1f us\n",
-                label, rounds, f->seq_mib_s, samples, f->p50_us, f->p99_us);
+  for (std::size_t i = 0; i < n; ++i) {
+    Figures& f = (*out)[i];
+    f.seq_mib_s = Median(seq[i]);
+    Percentiles(us[i], &f.p50_us, &f.p99_us);
+    if (!Scattered(dirs[i].second, 20000, &f.new_zone_us, &f.dirty_zone_us)) {
+      std::fprintf(stderr, "scattered writes failed: %s\n", std::strerror(errno));
+      return false;
+    }
+    std::printf("%-9s sequential (median of %d): %8.1f MiB/s   4 KiB write+fdatasync x%d: "
+                "p50 %7.1f us  p99 %7.1f us   scattered 4 KiB: new zone %6.1f us, "
+                "noted zone %6.1f us\n",
+                dirs[i].first.c_str(), rounds, f.seq_mib_s, samples, f.p50_us, f.p99_us,
+                f.new_zone_us, f.dirty_zone_us);
   }
   return true;
 }
+
+// The write path of a primary running ALONE: a gate that drops every change
+// (nothing replicates) and notes it in a persisted record, the hot-zone log,
+// and the cooler, as ModuleReplication sets them up.
+class Recorded {
+ public:
+  explicit Recorded(const std::string& state)
+      : sender_(SenderOptions()), gate_(sender_, 0), record_(hakit::replication::kDefaultZoneSize) {
+    ok_ = record_.Persist(state + "/record.log").ok();
+    record_.Reset(1);
+    auto hot = hakit::replication::HotZones::Open(state + "/hot.log");
+    ok_ = ok_ && hot.ok();
+    if (hot.ok()) hot_ = std::move(*hot);
+    gate_.BeginSync();
+    gate_.set_dirty(&record_);
+    gate_.set_hot(hot_.get());
+  }
+  ~Recorded() { Stop(); }
+  bool ok() const { return ok_; }
+  hakit::replication::OperationSink* sink() { return &gate_; }
+  void Start(hakit::replication::Interceptor* mount) {
+    cooler_ = std::thread([this, mount] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+        lock.unlock();
+        hakit::replication::CoolHotZones(*mount, *hot_, record_);
+        lock.lock();
+      }
+    });
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (cooler_.joinable()) cooler_.join();
+  }
+
+ private:
+  static hakit::replication::SenderOptions SenderOptions() {
+    hakit::replication::SenderOptions o;
+    o.module = "bench";
+    o.peer_address = "198.18.0.1";  // never connected
+    o.peer_port = 9;
+    return o;
+  }
+  hakit::replication::ReplicationSender sender_;
+  hakit::replication::SyncGate gate_;
+  hakit::replication::DirtyMap record_;
+  std::unique_ptr<hakit::replication::HotZones> hot_;
+  bool ok_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread cooler_;
+};
 
 }  // namespace
 
@@ -163,30 +276,47 @@ int main(int argc, char** argv) {
     std::perror("mkdtemp");
     return 1;
   }
-  std::string plain = base + "/plain", fused = base + "/fuse";
-  ::mkdir(plain.c_str(), 0755);
-  ::mkdir(fused.c_str(), 0755);
+  const std::string plain = base + "/plain", fused = base + "/fuse",
+                    recorded = base + "/recorded", state = base + "/state";
+  for (const auto& d : {plain, fused, recorded, state}) ::mkdir(d.c_str(), 0755);
   int rc = 0;
-  Figures a, b;
+  std::vector<Figures> f;
+  Recorded rec(state);
   hakit::replication::InterceptorOptions options;
   options.dir = fused;
   options.sink = nullptr;  // FUSE alone
   options.threads = threads;
   auto mounted = hakit::replication::Interceptor::Mount(options);
-  if (!mounted.ok()) {
-    std::fprintf(stderr, "mount: %s\n", mounted.status().ToString().c_str());
+  options.dir = recorded;
+  options.sink = rec.sink();
+  auto mounted_rec = hakit::replication::Interceptor::Mount(options);
+  if (!mounted.ok() || !mounted_rec.ok() || !rec.ok()) {
+    std::fprintf(stderr, "mount: %s %s%s\n", mounted.status().ToString().c_str(),
+                 mounted_rec.status().ToString().c_str(), rec.ok() ? "" : " (record logs)");
     rc = 1;
   } else {
-    if (!Measure(plain, fused, mib, samples, rounds, &a, &b)) rc = 1;
-    (*mounted)->Unmount();
+    rec.Start(mounted_rec->get());
+    if (!Measure({{"plain", plain}, {"fuse", fused}, {"recorded", recorded}}, mib, samples, rounds,
+                 &f)) {
+      rc = 1;
+    }
+    rec.Stop();
   }
+  if (mounted.ok()) (*mounted)->Unmount();
+  if (mounted_rec.ok()) (*mounted_rec)->Unmount();
   std::error_code ec;
   std::filesystem::remove_all(base, ec);
   if (rc != 0) return rc;
+  const Figures &a = f[0], &b = f[1], &c = f[2];
   std::printf("BENCH fuse_interceptor mib=%d samples=%d seq_plain_mibs=%.1f seq_fuse_mibs=%.1f "
               "seq_ratio=%.2f lat_plain_p50_us=%.1f lat_plain_p99_us=%.1f lat_fuse_p50_us=%.1f "
-              "lat_fuse_p99_us=%.1f lat_p50_ratio=%.2f\n",
+              "lat_fuse_p99_us=%.1f lat_p50_ratio=%.2f seq_recorded_mibs=%.1f "
+              "record_seq_ratio=%.2f lat_recorded_p50_us=%.1f record_lat_p50_ratio=%.2f "
+              "fuse_new_zone_us=%.1f recorded_new_zone_us=%.1f fuse_noted_zone_us=%.1f "
+              "recorded_noted_zone_us=%.1f\n",
               mib, samples, a.seq_mib_s, b.seq_mib_s, b.seq_mib_s / a.seq_mib_s, a.p50_us,
-              a.p99_us, b.p50_us, b.p99_us, b.p50_us / a.p50_us);
+              a.p99_us, b.p50_us, b.p99_us, b.p50_us / a.p50_us, c.seq_mib_s,
+              c.seq_mib_s / b.seq_mib_s, c.p50_us, c.p50_us / b.p50_us, b.new_zone_us,
+              c.new_zone_us, b.dirty_zone_us, c.dirty_zone_us);
   return 0;
 }

@@ -4,7 +4,11 @@
 #include <utility>
 // clang-format on
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <filesystem>
@@ -12,6 +16,7 @@
 #include <map>
 #include <set>
 
+#include "hakit/replication/hot_zones.h"
 #include "hakit/replication/interceptor.h"
 #include "hakit/replication/receiver.h"
 #include "hakit/replication/sender.h"
@@ -24,10 +29,95 @@ using namespace std::chrono_literals;
 namespace repl = hakit::replication;
 
 
+namespace {
+
+// Notes the hot zones as changed in the record (buffered); returns how many
+// files had some.
+std::size_t NoteHotZones(const repl::HotZones& hot, repl::DirtyMap& record) {
+  const auto ranges = hot.Ranges();
+  for (const auto& [path, list] : ranges) {
+    for (const auto& [off, len] : list) record.Note(repl::OpKind::kWrite, path, "", off, len);
+  }
+  return ranges.size();
+}
+
+}  // namespace
+
 ModuleReplication::ModuleReplication(ReplicationSettings settings)
     : settings_(std::move(settings)) {
   for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
     dirty_.push_back(std::make_unique<repl::DirtyMap>(repl::kDefaultZoneSize));
+  }
+  hot_.resize(settings_.dirs.size());
+  complete_.assign(settings_.dirs.size(), 0);
+  OpenLogs();
+}
+
+void ModuleReplication::OpenLogs() {
+  if (settings_.clean_marker.empty()) return;
+  const std::filesystem::path dir = std::filesystem::path(settings_.clean_marker).parent_path();
+  bool hot_lost = false;
+  for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
+    const std::string n = std::to_string(i);
+    if (Status s = dirty_[i]->Persist((dir / ("record-" + n + ".log")).string()); !s.ok()) {
+      Log(sdk::LogLevel::kError, settings_.dirs[i] + ": " + s.message());
+    }
+    const std::string hot_path = (dir / ("hot-" + n + ".log")).string();
+    auto hot = repl::HotZones::Open(hot_path);
+    if (!hot.ok()) {
+      // What it said is lost: this copy may differ anywhere from its last
+      // peer's (compared by checksums), and a new log starts.
+      Log(sdk::LogLevel::kError, settings_.dirs[i] + ": " + hot.status().message() +
+                                     ": this copy will be compared by checksums");
+      hot_lost = true;
+      std::error_code ec;
+      std::filesystem::rename(hot_path, hot_path + ".damaged", ec);
+      hot = repl::HotZones::Open(hot_path);
+      if (!hot.ok()) {
+        Log(sdk::LogLevel::kError, settings_.dirs[i] + ": " + hot.status().message());
+        continue;
+      }
+    }
+    hot_[i] = std::move(*hot);
+    // Writes in flight at a crash: the record may not have noted them yet.
+    if (const std::size_t files = NoteHotZones(*hot_[i], *dirty_[i]); files > 0) {
+      dirty_[i]->Flush();
+      Log(sdk::LogLevel::kWarning,
+          settings_.dirs[i] + ": " + std::to_string(files) +
+              " file(s) had writes in flight when this node stopped (hot zones): they will "
+              "be synchronised with the peer");
+    }
+  }
+  if (hot_lost) {
+    std::error_code ec;
+    std::filesystem::remove(settings_.clean_marker, ec);
+  }
+}
+
+void ModuleReplication::WriteMarker(const std::string& what) {
+  if (settings_.clean_marker.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(settings_.clean_marker).parent_path(),
+                                      ec);
+  const std::string tmp = settings_.clean_marker + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << what << "\n";
+  }
+  // Durable before anything it describes happens.
+  if (int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  std::filesystem::rename(tmp, settings_.clean_marker, ec);
+  if (ec) Log(sdk::LogLevel::kError, "writing " + settings_.clean_marker + ": " + ec.message());
+}
+
+void ModuleReplication::CoolHotZones(std::size_t i) {
+  if (!hot_[i]) return;
+  if (Status s = repl::CoolHotZones(*mounts_[i], *hot_[i], *dirty_[i]); !s.ok()) {
+    Log(sdk::LogLevel::kError, "cooling the hot zones of " + settings_.dirs[i] + ": " +
+                                   s.message() + " (they stay hot)");
   }
 }
 
@@ -78,10 +168,31 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     // nothing).
     for (auto& d : dirty_) {
       for (const auto& [seq, op] : lost.unapplied) d->Note(op);
+      d->Flush();
     }
     if (settings_.on_peer_lost) settings_.on_peer_lost(lost.reason, lost.unapplied.size());
   };
   auto sender = std::make_unique<repl::ReplicationSender>(o);
+  // A copy this node held complete as SECOND is the data the peer held when
+  // they parted: what changes from now on is what the peer will miss.
+  if (was_second_) {
+    for (std::size_t i = 0; i < dirty_.size(); ++i) {
+      if (complete_[i]) {
+        dirty_[i]->Reset(generation_);
+      } else {
+        dirty_[i]->Invalidate();
+      }
+    }
+    was_second_ = false;
+  }
+  // Where this copy may differ from the peer's (it crashed as primary and
+  // was not synchronised since) is where the peer must be synchronised.
+  for (std::size_t i = 0; i < hot_.size(); ++i) {
+    if (hot_[i] && NoteHotZones(*hot_[i], *dirty_[i]) > 0 && dirty_[i]->Flush().ok()) {
+      hot_[i]->Clear();
+    }
+  }
+  WriteMarker("primary");
   // The gates start dropping: nothing reaches the peer before the pair is
   // known to hold the same data (AfterConnect).
   std::vector<std::unique_ptr<repl::SyncGate>> gates;
@@ -101,6 +212,7 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     gates.back()->set_root_fd((*m)->real_dir_fd());
     if (i < settings_.filters.size()) gates.back()->set_filter(&settings_.filters[i]);
     gates.back()->set_dirty(dirty_[i].get());
+    gates.back()->set_hot(hot_[i].get());
     mounts.push_back(std::move(*m));
   }
   {
@@ -114,6 +226,14 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     sync_state_ = "none";
     progress_.reset();
   }
+  cooler_ = std::thread([this] {
+    std::unique_lock lock(cooler_mu_);
+    while (!cooler_cv_.wait_for(lock, 1s, [this] { return leaving_.load(); })) {
+      lock.unlock();
+      for (std::size_t i = 0; i < hot_.size(); ++i) CoolHotZones(i);
+      lock.lock();
+    }
+  });
   Log(sdk::LogLevel::kInfo,
       "primary: " + std::to_string(settings_.dirs.size()) + " replicated dir(s) mounted");
   if (!peer_expected) {
@@ -170,7 +290,7 @@ Status ModuleReplication::ConnectFor(std::chrono::milliseconds budget) {
 void ModuleReplication::AfterConnect() {
   auto st = sender_->Stats();
   const bool same_data = st.peer_generation == generation_ && st.peer_consistent &&
-                         st.ops_unreplicated == unreplicated_at_pairing_;
+                         !st.peer_suspect && st.ops_unreplicated == unreplicated_at_pairing_;
   std::vector<std::size_t> behind;
   bool targeted = st.peer_consistent;
   for (std::size_t i = 0; i < mounts_.size(); ++i) {
@@ -187,7 +307,9 @@ void ModuleReplication::AfterConnect() {
       }
     });
   }
-  if (targeted && !behind.empty()) {
+  // A peer that crashed as primary names zones it may hold differently:
+  // they travel even when nothing changed here.
+  if (targeted && !behind.empty() && !st.peer_suspect) {
     // The record says nothing changed since the secondary last held our data
     // (it only missed a generation change): it holds it still.
     std::vector<std::size_t> still;
@@ -214,7 +336,8 @@ void ModuleReplication::AfterConnect() {
     unreplicated_at_pairing_ = st.ops_unreplicated;
     return;
   }
-  std::string why = st.peer_generation != generation_
+  std::string why = st.peer_suspect ? "the peer had writes in flight when it stopped as primary"
+                    : st.peer_generation != generation_
                         ? "the peer's data generation " + std::to_string(st.peer_generation) +
                               " is not ours (" + std::to_string(generation_.load()) + ")"
                         : "changes were made while not replicating";
@@ -335,12 +458,33 @@ Status ModuleReplication::BecomeSecond() {
   // This node's data follows another primary from now on: its own record of
   // what a secondary missed no longer means anything.
   for (auto& d : dirty_) d->Invalidate();
-  // Did the last secondary session here end cleanly (no crash since)? The
-  // marker goes, so that a crash from now on is seen at the next start.
+  // Did the last session here end cleanly as SECOND, or as primary (with its
+  // hot-zone log)? The marker goes, so that a crash from now on is seen at
+  // the next start.
   if (!settings_.clean_marker.empty()) {
+    std::string what;
+    std::ifstream(settings_.clean_marker) >> what;
     std::error_code ec;
-    replica_clean_ = std::filesystem::remove(settings_.clean_marker, ec);
+    std::filesystem::remove(settings_.clean_marker, ec);
+    replica_clean_ = what == "clean" || what == "primary";
   }
+  auto suspect = std::make_shared<
+      std::vector<std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>>>();
+  bool any_suspect = false;
+  for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
+    suspect->push_back(hot_[i] ? hot_[i]->Ranges()
+                               : std::map<std::string, std::vector<std::pair<std::uint64_t,
+                                                                             std::uint64_t>>>{});
+    any_suspect = any_suspect || !suspect->back().empty();
+    complete_[i] = replica_clean_ && suspect->back().empty();
+  }
+  if (any_suspect && replica_clean_) {
+    Log(sdk::LogLevel::kWarning,
+        "this copy had writes in flight when it stopped as primary: the primary will send "
+        "those zones again");
+  }
+  suspect_pending_ = any_suspect;
+  was_second_ = true;
   std::vector<std::unique_ptr<repl::Interceptor>> mounts;
   std::vector<int> fds;
   for (const auto& dir : settings_.dirs) {
@@ -366,6 +510,13 @@ Status ModuleReplication::BecomeSecond() {
   o.generation = generation_;
   o.consistent = replica_clean_;
   o.root_fds = fds;
+  o.has_suspect = [this] { return suspect_pending_.load(); };
+  o.suspect = [suspect](std::uint8_t dir, const std::string& path) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> none;
+    if (dir >= suspect->size()) return none;
+    auto it = (*suspect)[dir].find(path);
+    return it == (*suspect)[dir].end() ? none : it->second;
+  };
   o.idle_timeout = std::max<std::chrono::milliseconds>(settings_.timeout, 1s);
   o.on_session_start = [this](const std::string& peer, const repl::Hello& hello) {
     Log(sdk::LogLevel::kInfo, "primary " + hello.node + " (" + peer + ") connected");
@@ -378,6 +529,7 @@ Status ModuleReplication::BecomeSecond() {
   // loses). The applier thread runs all three callbacks.
   auto replaced = std::make_shared<std::map<std::uint8_t, std::set<std::string>>>();
   o.on_sync_begin = [this, replaced](std::uint8_t dir) {
+    if (dir < complete_.size()) complete_[dir] = 0;
     (*replaced)[dir].clear();
     Log(sdk::LogLevel::kWarning, "the primary synchronises " + settings_.dirs.at(dir) +
                                      ": this copy is incomplete until it ends");
@@ -404,6 +556,12 @@ Status ModuleReplication::BecomeSecond() {
   };
   o.on_sync_end = [this, replaced](std::uint8_t dir, std::uint64_t generation) {
     replica_clean_ = true;
+    if (dir < complete_.size()) complete_[dir] = 1;
+    // Identical to the primary's now: nothing here is suspect any more.
+    if (dir < hot_.size() && hot_[dir]) hot_[dir]->Clear();
+    bool pending = false;
+    for (const auto& h : hot_) pending = pending || (h && !h->empty());
+    suspect_pending_ = pending;
     std::set<std::string> paths = std::move((*replaced)[dir]);
     replaced->erase(dir);
     std::string note;
@@ -430,6 +588,7 @@ Status ModuleReplication::BecomeSecond() {
                                   ")" + note);
   };
   o.on_apply_failed = [this](const Status& s) {
+    std::fill(complete_.begin(), complete_.end(), 0);
     Log(sdk::LogLevel::kError, "applying the primary's change failed: " + s.message() +
                                    " (this copy is no longer identical)");
   };
@@ -470,6 +629,11 @@ void ModuleReplication::Leave() {
   // they end (bounded by connect_timeout and one step) before those go.
   if (connector.joinable()) connector.join();
   connector_done_ = true;
+  {
+    std::lock_guard lock(cooler_mu_);
+    cooler_cv_.notify_all();
+  }
+  if (cooler_.joinable()) cooler_.join();
   if (syncer_.joinable()) syncer_.join();
   syncing_ = false;
   {
@@ -492,10 +656,7 @@ void ModuleReplication::Leave() {
     if (receiver->Stats().state != repl::ReceiverState::kFailed &&
         !settings_.clean_marker.empty()) {
       for (auto& m : mounts) ::syncfs(m->real_dir_fd());
-      std::error_code ec;
-      std::filesystem::create_directories(std::filesystem::path(settings_.clean_marker).parent_path(),
-                                          ec);
-      std::ofstream(settings_.clean_marker) << "clean\n";
+      WriteMarker("clean");
     }
   }
   for (auto& m : mounts) {
@@ -504,6 +665,17 @@ void ModuleReplication::Leave() {
     }
   }
   if (sender) sender->Stop();
+  if (role == Role::kPrimary) {
+    // Stopped cleanly: every change is applied, flushed here and sent or
+    // noted; nothing stays hot.
+    for (std::size_t i = 0; i < mounts.size() && i < hot_.size(); ++i) {
+      if (!hot_[i]) continue;
+      if (Status s = repl::CoolHotZones(*mounts[i], *hot_[i], *dirty_[i]); !s.ok()) {
+        Log(sdk::LogLevel::kError, "cooling the hot zones of " + settings_.dirs[i] + ": " +
+                                       s.message() + " (they stay hot)");
+      }
+    }
+  }
   mounts.clear();
   gates.clear();
   sender.reset();

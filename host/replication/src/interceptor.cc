@@ -369,6 +369,13 @@ bool ThreadUmaskCleared() {
   return cleared;
 }
 
+// Before a change that Prepare() covers is applied: 0, or -EIO when the
+// sink could not make ready what a crash would need (nothing is applied).
+int Prepare(State* s, const Operation& op) {
+  if (s->sink == nullptr) return 0;
+  return s->sink->Prepare(op).ok() ? 0 : -EIO;
+}
+
 // Counts the change and hands it to the sink; call with the ordering lock
 // held. No ticket without a sink.
 std::optional<std::uint64_t> Submit(State* s, Operation&& op) {
@@ -749,11 +756,12 @@ int OnWriteBuf(const char* path, fuse_bufvec* src, off_t off, fuse_file_info* fi
       if (got < 0) return static_cast<int>(got);
       op.data.resize(static_cast<std::size_t>(got));
     }
+    op.offset = static_cast<std::uint64_t>(off);
+    if (int rc = Prepare(s, op); rc != 0) return rc;
     ssize_t n = ::pwrite(h->fd, op.data.data(), op.data.size(), off);
     if (n < 0) return -errno;
     s->bytes_written.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     op.data.resize(static_cast<std::size_t>(n));
-    op.offset = static_cast<std::uint64_t>(off);
     std::optional<std::uint64_t> ticket = Submit(s, std::move(op));
     lock.unlock();
     return Finish(s, ticket, static_cast<int>(n));
@@ -799,13 +807,16 @@ int OnFallocate(const char* path, int mode, off_t off, off_t len, fuse_file_info
     FileHandle* h = FileOf(fi);
     if (h == nullptr || h->lock == nullptr) return -EBADF;
     std::unique_lock<std::mutex> lock(h->lock->mu);
+    Operation op = MakeOp(OpKind::kFallocate, path != nullptr ? path : "/");
+    op.flags = static_cast<std::uint32_t>(mode);
+    op.offset = static_cast<std::uint64_t>(off);
+    op.length = static_cast<std::uint64_t>(len);
+    if (path != nullptr) {
+      if (int rc = Prepare(s, op); rc != 0) return rc;
+    }
     if (::fallocate(h->fd, mode, off, len) != 0) return -errno;
     std::optional<std::uint64_t> ticket;
     if (path != nullptr) {
-      Operation op = MakeOp(OpKind::kFallocate, path);
-      op.flags = static_cast<std::uint32_t>(mode);
-      op.offset = static_cast<std::uint64_t>(off);
-      op.length = static_cast<std::uint64_t>(len);
       ticket = Submit(s, std::move(op));
     } else {
       NoteUnnamedChange(s, h->fd);
@@ -1018,10 +1029,11 @@ int OnRename(const char* from, const char* to, unsigned int flags) {
     State* s = Self();
     if (s->read_only) return -EROFS;
     std::unique_lock<std::mutex> ns(s->namespace_mu);
-    if (::renameat2(s->real_fd, Rel(from), s->real_fd, Rel(to), flags) != 0) return -errno;
     Operation op = MakeOp(OpKind::kRename, from);
     op.path2 = OpPath(to);
     op.flags = flags;
+    if (int rc = Prepare(s, op); rc != 0) return rc;
+    if (::renameat2(s->real_fd, Rel(from), s->real_fd, Rel(to), flags) != 0) return -errno;
     std::optional<std::uint64_t> ticket = Submit(s, std::move(op));
     ns.unlock();
     return Finish(s, ticket, 0);

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <memory>
 
+#include "byte_codec.h"
+
 namespace hakit::replication {
 
 using sdk::Result;
@@ -116,56 +118,6 @@ Status Describe(int dir_fd, const std::string& rel, std::size_t zone_size, bool 
   return Status::Ok();
 }
 
-void PutU32(std::string* out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (24 - 8 * i)));
-}
-void PutU64(std::string* out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (56 - 8 * i)));
-}
-void PutStr(std::string* out, const std::string& s) {
-  PutU32(out, static_cast<std::uint32_t>(s.size()));
-  out->append(s);
-}
-
-class In {
- public:
-  explicit In(std::string_view d) : d_(d) {}
-  bool U32(std::uint32_t* v) {
-    if (d_.size() - pos_ < 4) return false;
-    std::uint32_t r = 0;
-    for (int i = 0; i < 4; ++i) r = (r << 8) | static_cast<std::uint8_t>(d_[pos_ + i]);
-    pos_ += 4;
-    *v = r;
-    return true;
-  }
-  bool U64(std::uint64_t* v) {
-    if (d_.size() - pos_ < 8) return false;
-    std::uint64_t r = 0;
-    for (int i = 0; i < 8; ++i) r = (r << 8) | static_cast<std::uint8_t>(d_[pos_ + i]);
-    pos_ += 8;
-    *v = r;
-    return true;
-  }
-  bool Str(std::string* s, std::size_t max) {
-    std::uint32_t n = 0;
-    if (!U32(&n) || n > max || d_.size() - pos_ < n) return false;
-    s->assign(d_.substr(pos_, n));
-    pos_ += n;
-    return true;
-  }
-  bool Raw(void* p, std::size_t n) {
-    if (d_.size() - pos_ < n) return false;
-    std::memcpy(p, d_.data() + pos_, n);
-    pos_ += n;
-    return true;
-  }
-  bool done() const { return pos_ == d_.size(); }
-
- private:
-  std::string_view d_;
-  std::size_t pos_ = 0;
-};
-
 }  // namespace
 
 Status DescribeTree(int root_fd, std::size_t zone_size,
@@ -194,10 +146,12 @@ void EncodeManifestEntry(const ManifestEntry& e, std::string* out) {
   PutStr(out, e.target);
   PutU32(out, static_cast<std::uint32_t>(e.zones.size()));
   for (const auto& z : e.zones) out->append(reinterpret_cast<const char*>(z.data()), z.size());
+  PutU32(out, static_cast<std::uint32_t>(e.suspect.size()));
+  for (std::uint64_t z : e.suspect) PutU64(out, z);
 }
 
 Status DecodeManifestEntries(std::string_view data, std::vector<ManifestEntry>* out) {
-  In in(data);
+  BytesIn in(data);
   while (!in.done()) {
     ManifestEntry e;
     std::uint64_t uid = 0, gid = 0, sec = 0, nsec = 0;
@@ -217,6 +171,17 @@ Status DecodeManifestEntries(std::string_view data, std::vector<ManifestEntry>* 
     for (auto& z : e.zones) {
       if (!in.Raw(z.data(), z.size())) {
         return Status::Corruption("malformed tree description: zone hashes of " + e.path +
+                                  " cut short");
+      }
+    }
+    std::uint32_t suspect = 0;
+    if (!in.U32(&suspect) || suspect > data.size() / 8) {
+      return Status::Corruption("malformed tree description: suspect zones of " + e.path);
+    }
+    e.suspect.resize(suspect);
+    for (auto& z : e.suspect) {
+      if (!in.U64(&z)) {
+        return Status::Corruption("malformed tree description: suspect zones of " + e.path +
                                   " cut short");
       }
     }

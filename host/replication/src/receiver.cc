@@ -555,6 +555,7 @@ bool ReplicationReceiver::Impl::OnHello(const SessionPtr& s, const Hello& hello)
     ack.node = options_.node;
     ack.generation = options_.generation;
     ack.consistent = options_.consistent;
+    ack.suspect = ack.consistent && options_.has_suspect && options_.has_suspect();
     ack.role = Role::kSecondary;
   }
   if (!failure.empty()) {
@@ -912,6 +913,16 @@ void ReplicationReceiver::Impl::StartManifest(const Item& item) {
     std::size_t entries = 0;
     Status s = DescribeTree(root_fd, zone, [&](ManifestEntry&& e) {
       if (manifest_abort_) return Status::Failed("receiver stopping");
+      if (options_.suspect && e.IsRegular()) {
+        for (const auto& [off, len] : options_.suspect(dir, e.path)) {
+          if (len == 0) continue;
+          for (std::uint64_t z = off / zone; z <= (off + len - 1) / zone; ++z) {
+            e.suspect.push_back(z);
+          }
+        }
+        std::sort(e.suspect.begin(), e.suspect.end());
+        e.suspect.erase(std::unique(e.suspect.begin(), e.suspect.end()), e.suspect.end());
+      }
       std::string one;
       EncodeManifestEntry(e, &one);
       if (chunk.data.size() + one.size() > kMaxManifestData && !chunk.data.empty()) {

@@ -418,6 +418,7 @@ void ReplicationSender::Impl::ReadHandshake(const SessionPtr& s) {
             self->stats_.peer_node = ack->node;
             self->stats_.peer_generation = ack->generation;
             self->stats_.peer_consistent = ack->consistent;
+            self->stats_.peer_suspect = ack->suspect;
             self->stats_.last_error.clear();
             base = self->base_;
           }

@@ -181,6 +181,20 @@ std::optional<std::uint64_t> SyncGate::Filter(Operation& op) {
   return 0;
 }
 
+Status SyncGate::Prepare(const Operation& op) {
+  if (hot_ == nullptr) return Status::Ok();
+  switch (op.kind) {
+    case OpKind::kWrite:
+      return hot_->Touch(op.path, op.offset, op.data.empty() ? op.length : op.data.size());
+    case OpKind::kFallocate:
+      return hot_->Touch(op.path, op.offset, op.length);
+    case OpKind::kRename:
+      return hot_->Rename(op.path, op.path2, (op.flags & RENAME_EXCHANGE) != 0);
+    default:
+      return Status::Ok();
+  }
+}
+
 std::uint64_t SyncGate::Submit(Operation op) {
   if (dirty_ == nullptr) {
     if (auto filtered = Filter(op)) return *filtered;
@@ -609,7 +623,10 @@ class Walk {
     // What the record says of this file, read once: the file is in the walked
     // part from the step that opened it, so no change of it is dropped (and
     // noted) from then on.
-    const DirtyMap::Zones z = o_.dirty->Of(path);
+    // Zones the secondary may hold differently (it crashed as primary) are
+    // sent too.
+    DirtyMap::Zones z = o_.dirty->Of(path);
+    if (!z.whole) z.zones.insert(m->suspect.begin(), m->suspect.end());
     // Scattered zones of a cold file: ask the disk for all of them at once
     // rather than one read at a time.
     if (z.whole) {
@@ -840,6 +857,18 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
   }
   return Status::Failed("the tree kept changing in ways that restart the comparison (" +
                         std::to_string(o.max_passes) + " passes)");
+}
+
+Status CoolHotZones(Interceptor& mount, HotZones& hot, DirtyMap& record) {
+  if (hot.empty()) return Status::Ok();
+  std::uint64_t ended = 0;
+  mount.RunExclusive([&] { ended = hot.Advance(); });
+  if (::syncfs(mount.real_dir_fd()) != 0) {
+    return Status::IoError(std::string("syncfs: ") + std::strerror(errno));
+  }
+  if (Status s = record.Flush(); !s.ok()) return s;
+  if (Status s = hot.Cool(ended); !s.ok()) return s;
+  return record.CompactIfLarge();
 }
 
 }  // namespace hakit::replication

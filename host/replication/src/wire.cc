@@ -407,16 +407,18 @@ Result<Message> DecodePayload(const FrameHeader& header, std::span<const std::ui
     }
     case FrameType::kHelloAck: {
       HelloAck h;
-      std::uint8_t role = 0;
+      std::uint8_t role = 0, consistent = 0;
       bool ok = r.U16(&h.version, "version") && r.Str8(&h.node, "node") &&
-                r.U64(&h.generation, "generation") &&
-                Bool(r, &h.consistent, "consistent", &bad_bool) && r.U8(&role, "role") &&
+                r.U64(&h.generation, "generation") && r.U8(&consistent, "consistent") &&
+                r.U8(&role, "role") &&
                 r.Bytes(h.nonce.data(), h.nonce.size(), "nonce") &&
                 r.Bytes(h.proof.data(), h.proof.size(), "proof");
       if (!ok || r.left() != 0) return r.Error("HELLO_ACK");
-      if (bad_bool) {
-        return Status::Corruption("malformed HELLO_ACK frame: consistent flag not 0/1");
+      if (consistent > 2) {
+        return Status::Corruption("malformed HELLO_ACK frame: consistent flag not 0/1/2");
       }
+      h.consistent = consistent != 0;
+      h.suspect = consistent == 2;
       if (role != 1 && role != 2) {
         return Status::Corruption("malformed HELLO_ACK frame: unknown role " +
                                   std::to_string(role));
@@ -588,7 +590,7 @@ Status EncodeFrame(const Message& message, std::string* out) {
           w.U16(m.version);
           w.Str8(m.node);
           w.U64(m.generation);
-          w.U8(m.consistent ? 1 : 0);
+          w.U8(!m.consistent ? 0 : m.suspect ? 2 : 1);
           w.U8(static_cast<std::uint8_t>(m.role));
           w.Bytes(m.nonce.data(), m.nonce.size());
           w.Bytes(m.proof.data(), m.proof.size());

@@ -18,8 +18,13 @@
 //    zone checksums and sends what differs while the application runs; the
 //    secondary is declared complete (SecondHoldsEverything) only after it.
 //
-// Not in this slice: the dirty-zone map (every synchronisation compares the
-// whole tree by checksums).
+//  - Crash safety (replication/dirty_map.h, hot_zones.h): each dir's record
+//    of what the secondary missed and its hot-zone log live on disk beside
+//    the clean marker (record-<i>.log, hot-<i>.log), so that a restart or a
+//    crash of this node, primary or secondary, still ends in a
+//    synchronisation of what changed rather than a comparison of everything.
+//    While primary, a thread cools the hot zones every second (the changes
+//    before are acknowledged, the file system flushed).
 //
 // Threading: BecomePrimary/BecomeSecond/Leave run on the controller's worker
 // thread; PeerIsSecond, SetGeneration and Status on the daemon's io thread.
@@ -29,6 +34,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <map>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,6 +56,7 @@ class ReplicationReceiver;
 class OperationSink;
 class SyncGate;
 class DirtyMap;
+class HotZones;
 class ManifestCollector;
 struct SyncProgress;
 }  // namespace hakit::replication
@@ -62,9 +70,13 @@ struct ReplicationSettings {
   std::vector<std::uint8_t> key;             // the cluster key: authenticates the channel
   std::vector<std::string> dirs;             // <replicated dir>, in <rfs> order
   std::vector<replication::PathFilter> filters;  // <notreplicated>, one per dir
-  // Written (after a flush) when this node stops being SECOND cleanly,
-  // consumed when it becomes SECOND again: its copy holds everything it
-  // acknowledged. Absent (a crash, a power cut): the primary compares trees.
+  // Says what this copy is when it becomes SECOND (consumed then): "clean"
+  // (written after a flush when it stopped being SECOND cleanly: it holds
+  // everything it acknowledged) or "primary" (it was primary since: it holds
+  // its data but where its hot-zone log says). Absent (a crash of a
+  // secondary, `hakit second --fullsync`): the primary compares trees. Its
+  // directory also holds the record and hot-zone logs; empty: neither
+  // marker nor logs (nothing survives the daemon).
   std::string clean_marker;
   bool xattrs = false;                       // acl="on"
   bool sync = false;                         // async="none": acknowledged once applied
@@ -119,6 +131,13 @@ class ModuleReplication : public ReplicationSeam {
   // the others in the background.
   void AfterConnect();
   void RunSync(std::vector<std::size_t> dirs, bool targeted);
+  // Loads each dir's record and hot-zone log (constructor).
+  void OpenLogs();
+  // Forgets the hot zones of dir `i` whose changes are acknowledged by the
+  // peer (or noted in the record) and flushed here; every change from now on
+  // waits meanwhile only for a moment.
+  void CoolHotZones(std::size_t i);
+  void WriteMarker(const std::string& what);
   void Log(sdk::LogLevel level, const std::string& message) const;
 
   ReplicationSettings settings_;
@@ -128,6 +147,18 @@ class ModuleReplication : public ReplicationSeam {
   // What the secondary missed, per dir; for the daemon's lifetime (a
   // primary that stops and starts again keeps its record).
   std::vector<std::unique_ptr<replication::DirtyMap>> dirty_;
+  std::vector<std::unique_ptr<replication::HotZones>> hot_;  // one per dir; null without logs
+  // Per dir, while SECOND: this copy holds all the primary held when it
+  // last declared it complete (no synchronisation under way, nothing failed).
+  std::vector<char> complete_;
+  bool was_second_ = false;
+  // While SECOND: the hot zones of a copy that crashed as primary, named in
+  // its descriptions until each dir is synchronised.
+  std::shared_ptr<const std::vector<std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>>> suspect_;
+  std::atomic<bool> suspect_pending_{false};
+  std::thread cooler_;
+  std::mutex cooler_mu_;
+  std::condition_variable cooler_cv_;
   std::unique_ptr<replication::ManifestCollector> manifests_;
   std::thread syncer_;
   std::atomic<bool> syncing_{false};

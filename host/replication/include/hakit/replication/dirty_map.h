@@ -13,20 +13,30 @@
 // hold the same data (a synchronisation ended, or the pairing found nothing
 // missing) at `base_generation`. It becomes invalid when the peer is lost
 // during a synchronisation (the secondary's copy is incomplete in unknown
-// ways), when it grows past its bound, and with the daemon (it lives in
-// memory). Without a valid map, the synchronisation compares whole trees by
-// checksums.
+// ways) and when it grows past its bound. Without a valid map, the
+// synchronisation compares whole trees by checksums.
+//
+// Persist() keeps it on disk (a DurableLog), so that it survives a restart
+// or a crash of the daemon or of the machine: resets, invalidations and
+// whole-file, subtree and other entries are on disk before Note() returns
+// (before the change is acknowledged); zone entries are only buffered, because
+// the hot-zone log (hot_zones.h) already holds their zones on disk, before the
+// write was even applied, until Flush() has made the buffered entries durable.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "hakit/replication/durable_log.h"
 #include "hakit/replication/operation.h"
+#include "hakit/sdk/status.h"
 
 namespace hakit::replication {
 
@@ -38,6 +48,16 @@ class DirtyMap {
   };
 
   explicit DirtyMap(std::size_t zone_size, std::size_t max_entries = 4u << 20);
+
+  // Loads the map from the log at `path` (created empty, and so invalid,
+  // when absent) and records every change there from now on. A log damaged
+  // before its end leaves the map invalid, and says so in the status (the
+  // map stays usable: invalid, persisted).
+  sdk::Status Persist(const std::string& path);
+  // Buffered zone entries are on disk.
+  sdk::Status Flush();
+  // Rewrites the log as the map is now when it has grown well past that.
+  sdk::Status CompactIfLarge();
 
   // Notes what `op` changes (kind, paths, offset and length are read; the
   // data is not). Thread-safe.
@@ -65,7 +85,17 @@ class DirtyMap {
   std::size_t entries() const;
 
  private:
-  void GrowLocked(std::size_t n);
+  // Counts new entries; past the bound the map becomes invalid, and the
+  // ticket of that record is returned (0 otherwise).
+  std::uint64_t GrowLocked(std::size_t n);
+  // Applies one record of the log (Persist); false when it is not one.
+  bool ReplayLocked(std::string_view record);
+  // The records that rebuild the map as it is.
+  std::vector<std::string> SnapshotLocked() const;
+  // Appends `record` to the log, if any; returns its ticket (0: none).
+  std::uint64_t LogLocked(const std::string& record);
+  // Replaces the log by the map's snapshot (after a reset or invalidation).
+  sdk::Status RewriteLocked();
 
   const std::size_t zone_size_;
   const std::size_t max_entries_;
@@ -76,6 +106,8 @@ class DirtyMap {
   bool other_changes_ = false;  // a removal or a metadata change
   std::map<std::string, Zones> files_;
   std::set<std::string> subtrees_;  // every path below (and at) these was replaced
+  std::unique_ptr<DurableLog> log_;
+  std::uint64_t snapshot_bytes_ = 0;  // the log's size after its last rewrite
 };
 
 }  // namespace hakit::replication

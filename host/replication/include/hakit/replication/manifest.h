@@ -42,6 +42,10 @@ struct ManifestEntry {
   timespec mtime{0, 0};
   std::string target;           // symbolic links
   std::vector<ZoneHash> zones;  // regular files: one per zone, the last one short
+  // Zones this copy may hold differently from its last primary (writes in
+  // flight when it crashed as primary, hot_zones.h): the primary sends them
+  // whatever its record says. Sorted zone indexes.
+  std::vector<std::uint64_t> suspect;
 
   bool IsDir() const;
   bool IsRegular() const;

@@ -89,6 +89,13 @@ class OperationSink {
  public:
   virtual ~OperationSink() = default;
 
+  // Called before a write, a fallocate or a rename is applied locally, with
+  // the operation as it will be submitted (a write's data may be empty: its
+  // size is then in `length`). A sink that must remember, across a crash,
+  // where this copy may differ from its peer's makes that durable here. An
+  // error fails the change before anything is applied. Default: nothing.
+  virtual sdk::Status Prepare(const Operation& op) { return sdk::Status::Ok(); }
+
   // Queues an operation that was just applied locally; returns its ticket.
   // Never waits for the network; may wait for room in a bounded window.
   virtual std::uint64_t Submit(Operation op) = 0;

@@ -60,6 +60,15 @@ struct ReceiverOptions {
   ConfigHash config_hash{};
   std::uint64_t generation = 0;
   bool consistent = true;
+  // Where this copy may differ from any primary's although consistent (it
+  // crashed as primary: hot_zones.h): `has_suspect` true makes HELLO_ACK say
+  // so, and every description of a dir names the zones `suspect` returns for
+  // each regular file (byte ranges: offset, length). Both may be empty.
+  // Called from the io thread and the description threads.
+  std::function<bool()> has_suspect;
+  std::function<std::vector<std::pair<std::uint64_t, std::uint64_t>>(std::uint8_t dir_index,
+                                                                     const std::string& path)>
+      suspect;
   // The cluster key (see SenderOptions::key). Empty = no authentication.
   std::vector<std::uint8_t> key;
 

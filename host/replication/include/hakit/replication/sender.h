@@ -153,6 +153,7 @@ struct SenderStats {
   std::string peer_node;   // from HELLO_ACK
   std::uint64_t peer_generation = 0;
   bool peer_consistent = false;
+  bool peer_suspect = false;  // consistent except for zones it names (HelloAck::suspect)
 };
 
 class ReplicationSender : public OperationSink {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "hakit/replication/dirty_map.h"
+#include "hakit/replication/hot_zones.h"
 #include "hakit/replication/manifest.h"
 #include "hakit/replication/operation.h"
 #include "hakit/replication/path_filter.h"
@@ -87,10 +88,14 @@ class SyncGate : public OperationSink {
   // Where changes the secondary does not get are noted (dirty_map.h). Not
   // owned; may be null.
   void set_dirty(DirtyMap* dirty) { dirty_ = dirty; }
+  // Where the extents of changes about to be applied are logged (hot_zones.h),
+  // in Prepare(). Not owned; may be null.
+  void set_hot(HotZones* hot) { hot_ = hot; }
   // Changes that moved content from an excluded path into the replicated
   // part and could not be sent (a directory): the secondary lacks it.
   std::uint64_t unsent() const { return unsent_.load(); }
 
+  sdk::Status Prepare(const Operation& op) override;
   std::uint64_t Submit(Operation op) override;
   sdk::Status Wait(std::uint64_t ticket) override;
 
@@ -127,6 +132,7 @@ class SyncGate : public OperationSink {
   int root_fd_ = -1;
   const PathFilter* filter_ = nullptr;
   DirtyMap* dirty_ = nullptr;
+  HotZones* hot_ = nullptr;
   std::atomic<std::uint64_t> unsent_{0};
   bool passing_ = false;
   SyncCursor cursor_;
@@ -197,5 +203,13 @@ struct TreeSyncOptions {
 // durable on the secondary and the gate passes again. An error leaves the
 // gate dropping (the secondary stays inconsistent) and says why.
 sdk::Status RunTreeSync(const TreeSyncOptions& options, SyncProgress* progress);
+
+// Forgets the hot zones (hot_zones.h) of the dir `mount` serves whose changes
+// are safe: it ends the epoch while no change is in progress (so every change
+// of the epoch is applied and acknowledged by the peer, or noted in
+// `record`), flushes the file system underneath (syncfs) and the record's
+// buffered zones, then cools. Changes wait only while the epoch switches.
+// A primary calls it periodically (every second) and when it stops.
+sdk::Status CoolHotZones(Interceptor& mount, HotZones& hot, DirtyMap& record);
 
 }  // namespace hakit::replication

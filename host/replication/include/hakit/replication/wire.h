@@ -17,8 +17,8 @@
 //
 //   HELLO      u16 version, str8 module, str8 node, 32 config hash, u64 generation,
 //              u8 consistent (0/1), u8 role, u64 first sequence, 32 nonce
-//   HELLO_ACK  u16 version, str8 node, u64 generation, u8 consistent, u8 role,
-//              32 nonce, 32 proof
+//   HELLO_ACK  u16 version, str8 node, u64 generation, u8 consistent (0/1, 2:
+//              consistent but with suspect zones), u8 role, 32 nonce, 32 proof
 //   AUTH       32 proof (handshake_auth.h)
 //   REFUSE     u8 code (RefuseCode), str16 reason
 //   OP         u64 sequence, u8 dir index, u8 kind, str16 path, str16 path2,
@@ -143,6 +143,9 @@ struct HelloAck {
   Role role = Role::kSecondary;
   std::array<std::uint8_t, 32> nonce{};
   std::array<std::uint8_t, 32> proof{};  // zeros when the secondary has no key
+  // Consistent, except for zones this copy may hold differently (it crashed
+  // as primary); its tree description names them (ManifestEntry::suspect).
+  bool suspect = false;
   bool operator==(const HelloAck&) const = default;
 };
 
