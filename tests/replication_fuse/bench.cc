@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <utility>
 #include <string>
 #include <vector>
@@ -103,11 +104,15 @@ bool SmallSync(int fd, int first, int samples, std::vector<double>* us) {
 
 // 4 KiB pwrite at `count` random 4 KiB-aligned offsets of a 256 MiB file,
 // then at the same offsets again; mean microseconds of each pass.
-bool Scattered(const std::string& dir, int count, double* first_us, double* again_us) {
+// `existing` runs once the file exists (the record then starts afresh, as if
+// the file predated the primary running alone).
+bool Scattered(const std::string& dir, int count, const std::function<void()>& existing,
+               double* first_us, double* again_us) {
   const std::string path = dir + "/scattered.bin";
   ::sync();
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0 || ::ftruncate(fd, 256 << 20) != 0) return false;
+  if (existing) existing();
   std::mt19937_64 rng(42);
   std::vector<off_t> offsets;
   for (int i = 0; i < count; ++i) offsets.push_back(static_cast<off_t>(rng() % 65536) * 4096);
@@ -139,7 +144,8 @@ double Median(std::vector<double> v) {
 // that all see the same disk weather; keeps the medians. Then the small
 // synchronous writes (alternating slices of 100) and the scattered writes.
 bool Measure(const std::vector<std::pair<std::string, std::string>>& dirs, int mib, int samples,
-             int rounds, std::vector<Figures>* out) {
+             int rounds, const std::function<void(const std::string&)>& existing,
+             std::vector<Figures>* out) {
   const std::size_t n = dirs.size();
   out->assign(n, Figures{});
   std::vector<std::vector<double>> seq(n);
@@ -183,7 +189,9 @@ bool Measure(const std::vector<std::pair<std::string, std::string>>& dirs, int m
     Figures& f = (*out)[i];
     f.seq_mib_s = Median(seq[i]);
     Percentiles(us[i], &f.p50_us, &f.p99_us);
-    if (!Scattered(dirs[i].second, 20000, &f.new_zone_us, &f.dirty_zone_us)) {
+    if (!Scattered(
+            dirs[i].second, 20000, [&] { existing(dirs[i].first); }, &f.new_zone_us,
+            &f.dirty_zone_us)) {
       std::fprintf(stderr, "scattered writes failed: %s\n", std::strerror(errno));
       return false;
     }
@@ -215,6 +223,8 @@ class Recorded {
   ~Recorded() { Stop(); }
   bool ok() const { return ok_; }
   hakit::replication::OperationSink* sink() { return &gate_; }
+  // Changes from now on are what the secondary misses.
+  void Restart() { record_.Reset(1); }
   void Start(hakit::replication::Interceptor* mount) {
     cooler_ = std::thread([this, mount] {
       std::unique_lock lock(mu_);
@@ -296,8 +306,11 @@ int main(int argc, char** argv) {
     rc = 1;
   } else {
     rec.Start(mounted_rec->get());
+    auto existing = [&](const std::string& label) {
+      if (label == "recorded") rec.Restart();
+    };
     if (!Measure({{"plain", plain}, {"fuse", fused}, {"recorded", recorded}}, mib, samples, rounds,
-                 &f)) {
+                 existing, &f)) {
       rc = 1;
     }
     rec.Stop();

@@ -9,7 +9,9 @@
 // A write's extents (fixed-size ranges of a file, coarser than the
 // synchronisation's zones so that a sequential writer rarely waits) are on
 // disk in the log before the write is applied (Touch). An extent already
-// hot in the current epoch costs no I/O. Cooling: Advance() starts a new
+// hot in the current epoch costs no I/O; a writer moving forward through a
+// file gets the next kAhead extents logged with the one it enters (one disk
+// write per 32 MiB written), at the price of resending them after a crash. Cooling: Advance() starts a new
 // epoch (call it while no change is in progress); once every change
 // submitted before it is acknowledged by the peer (or noted in the record of
 // what the peer missed, made durable) and the local file system is flushed
@@ -35,6 +37,8 @@ namespace hakit::replication {
 class HotZones {
  public:
   static constexpr std::uint64_t kDefaultExtent = 4u << 20;
+  // Extents logged ahead of a sequential writer (see Touch()).
+  static constexpr std::uint64_t kAhead = 7;
 
   // Loads the log at `path` (created when absent). A log damaged before its
   // end is an error: what it no longer says cannot be known (the caller
