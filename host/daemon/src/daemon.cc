@@ -624,7 +624,17 @@ class Daemon : public cluster::HeartbeatListener {
       // What heartbeats say of replication (the secondary may take our
       // generation) changes without a state change: refresh it.
       for (auto& [name, m] : modules_) {
-        if (m->replication) Publish(name);
+        if (!m->replication) continue;
+        Publish(name);
+        // A replication link that was cut and came back while the pair
+        // stayed PRIM/SECOND (heartbeats on another network): connect again
+        // (nothing happens while the sender replicates or is connecting).
+        const cluster::PeerInfo* p = heartbeats_ ? heartbeats_->Peer(name) : nullptr;
+        if (m->controller && m->controller->facts().state == State::kPrim &&
+            !m->controller->facts().busy && p && p->view.visible &&
+            p->view.state == State::kSecond && !p->view.busy) {
+          m->replication->PeerIsSecond();
+        }
       }
       ArmProbeTimer();
     });
