@@ -686,35 +686,30 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
   ASSERT_TRUE(WaitUpToDate(second, 20s)) << Replication(prim).dump();
 
-  const std::string pidfile = (rig_->work_dir() / "writer.pid").string();
+  // The writer runs where the application would: in the primary hakitd's
+  // mount and network namespaces.
   const std::string script = (rig_->work_dir() / "writer.sh").string();
   {
     std::ofstream out(script);
-    out << "echo $$ > '" << pidfile << "'\ncd '" << dir << "' || exit 1\ni=0\n"
+    out << "cd '" << dir << "' || exit 1\ni=0\n"
         << "while :; do dd if=/dev/urandom of=f1 bs=64k count=1 seek=$((i % 64)) conv=notrunc "
            "status=none || exit 1; i=$((i+1)); done\n";
   }
-  // Detached (its own session, no pipe to us), so that it outlives the call.
-  w = rig_->RunInDaemon(
-      prim, {"sh", "-c", "setsid -f sh '" + script + "' </dev/null >/dev/null 2>&1"}, 10s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
-  std::optional<pid_t> writer;
-  WaitFor(
-      [&] {
-        std::ifstream in(pidfile);
-        pid_t pid = 0;
-        if (in >> pid && pid > 0) writer = pid;
-        return writer.has_value();
-      },
-      5s);
-  ASSERT_TRUE(writer.has_value());
+  testbed::SpawnOptions so;
+  so.netns = rig_->bed().NodeNamespace(prim);
+  so.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}};
+  so.argv = {"nsenter", "--target", std::to_string(*rig_->DaemonPid(prim)), "--mount", "--net",
+             "--", "sh", script};
+  auto writer = rig_->bed().Spawn(so);
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
   std::this_thread::sleep_for(1500ms);
-  ASSERT_EQ(::kill(*writer, 0), 0) << "the writer stopped early";
+  ASSERT_FALSE(rig_->bed().WaitExit(*writer, 0ms).has_value()) << "the writer stopped early";
   // Cut off mid-write: the write under way is applied here, not there.
   ASSERT_TRUE(rig_->bed().CutNode(prim).ok());
   std::this_thread::sleep_for(300ms);
   ASSERT_TRUE(rig_->PowerCut(prim).ok());
-  ::kill(*writer, SIGKILL);
+  rig_->bed().Kill(*writer, SIGKILL);
+  rig_->bed().WaitExit(*writer, 5s);
   ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 30s).ok());
   w = rig_->RunInDaemon(second,
                         {"sh", "-c",
