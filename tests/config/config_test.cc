@@ -502,7 +502,7 @@ TEST(UserConfig, SplitBrainWithToChildren) {
 
 TEST(UserConfig, NotReplicatedAndDefaultPrimNode) {
   auto r = Parse(R"(<safe><service mode="mirror" defaultprim="node1" boot="off" failover="off">
-  <rfs async="none" acl="on" nbrei="12">
+  <rfs async="none" acl="on" nbrei="12" ruzone_blocksize="1048576">
     <replicated dir="/srv/db/" mode="read_write">
       <notreplicated path="tmp"/>
       <notreplicated regexpath=".*\.lock$"/>
@@ -517,6 +517,7 @@ TEST(UserConfig, NotReplicatedAndDefaultPrimNode) {
   EXPECT_FALSE(r->rfs.async);
   EXPECT_TRUE(r->rfs.acl);
   EXPECT_EQ(r->rfs.nbrei, 12);
+  EXPECT_EQ(r->rfs.zone_size, 1u << 20);
   const ReplicatedDirConfig& rep = r->rfs.replicated[0];
   EXPECT_FALSE(rep.read_only);
   ASSERT_EQ(rep.not_replicated.size(), 2u);
@@ -593,6 +594,17 @@ TEST(UserConfigError, WrongTypeInteger) {
   <rfs nbrei="six"/>
 </service></safe>)",
               "2:8", {"<rfs> nbrei:", "not a whole number", "1 to 64"});
+}
+
+TEST(UserConfigError, ZoneSizeNotAPowerOfTwo) {
+  ExpectError(R"(<safe><service mode="mirror">
+  <rfs ruzone_blocksize="100000"/>
+</service></safe>)",
+              "2:8", {"<rfs> ruzone_blocksize:", "100000 is not a power of two", "65536 to 8388608"});
+  ExpectError(R"(<safe><service mode="mirror">
+  <rfs ruzone_blocksize="4096"/>
+</service></safe>)",
+              "2:8", {"<rfs> ruzone_blocksize:", "65536"});
 }
 
 TEST(UserConfigError, OutOfRange) {

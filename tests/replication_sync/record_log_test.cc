@@ -185,6 +185,22 @@ TEST_F(RecordLogTest, TheRecordReloadsAsItWasAndCompacts) {
   EXPECT_FALSE(again.valid());
 }
 
+TEST_F(RecordLogTest, ARecordOfAnotherZoneSizeIsInvalid) {
+  const std::string path = Path("record");
+  {
+    DirtyMap d(65536);
+    ASSERT_TRUE(d.Persist(path).ok());
+    d.Reset(5);
+    d.Note(OpKind::kCreate, "a", "", 0, 0);
+  }
+  DirtyMap same(65536);
+  ASSERT_TRUE(same.Persist(path).ok());
+  EXPECT_TRUE(same.valid());
+  DirtyMap other(1 << 20);  // ruzone_blocksize changed
+  ASSERT_TRUE(other.Persist(path).ok());
+  EXPECT_FALSE(other.valid());
+}
+
 TEST_F(RecordLogTest, ADamagedRecordIsInvalidAndSaysSo) {
   const std::string path = Path("record");
   {

@@ -317,6 +317,7 @@ class Daemon : public cluster::HeartbeatListener {
       r.filters.push_back(std::move(filter));
     }
     r.xattrs = rfs.acl;
+    r.zone_size = rfs.zone_size;
     r.sync = !rfs.async;
     r.local_address = *local;
     r.peer_address = *remote;

@@ -46,7 +46,7 @@ std::size_t NoteHotZones(const repl::HotZones& hot, repl::DirtyMap& record) {
 ModuleReplication::ModuleReplication(ReplicationSettings settings)
     : settings_(std::move(settings)) {
   for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
-    dirty_.push_back(std::make_unique<repl::DirtyMap>(repl::kDefaultZoneSize));
+    dirty_.push_back(std::make_unique<repl::DirtyMap>(settings_.zone_size));
   }
   hot_.resize(settings_.dirs.size());
   complete_.assign(settings_.dirs.size(), 0);
@@ -380,6 +380,7 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs, bool targeted) {
     if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
     if (targeted) o.dirty = dirty_[i].get();
     o.record = dirty_[i].get();
+    o.zone_size = settings_.zone_size;
     o.generation = generation_;
     o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
     o.log = [this, dir = settings_.dirs[i]](const std::string& m) {

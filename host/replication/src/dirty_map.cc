@@ -14,7 +14,7 @@ DirtyMap::DirtyMap(std::size_t zone_size, std::size_t max_entries)
 namespace {
 
 // Log records: a kind byte, then its fields.
-constexpr char kReset = 'R';    // u64 generation: valid, empty
+constexpr char kReset = 'R';    // u64 generation, u64 zone size: valid, empty
 constexpr char kInvalid = 'I';  // invalid, empty
 constexpr char kZones = 'Z';    // path, u64 first, u64 last
 constexpr char kWhole = 'W';    // path
@@ -40,13 +40,14 @@ bool DirtyMap::ReplayLocked(std::string_view record) {
   std::string path;
   switch (record[0]) {
     case kReset: {
-      std::uint64_t generation = 0;
-      if (!in.U64(&generation)) return false;
+      std::uint64_t generation = 0, zone_size = 0;
+      if (!in.U64(&generation) || !in.U64(&zone_size)) return false;
       files_.clear();
       subtrees_.clear();
       entries_ = 0;
       other_changes_ = false;
-      valid_ = true;
+      // Zones of another size (ruzone_blocksize changed) say nothing here.
+      valid_ = zone_size == zone_size_;
       base_generation_ = generation;
       return true;
     }
@@ -104,6 +105,7 @@ std::vector<std::string> DirtyMap::SnapshotLocked() const {
   }
   std::string reset = Record(kReset);
   PutU64(&reset, base_generation_);
+  PutU64(&reset, zone_size_);
   out.push_back(std::move(reset));
   if (other_changes_) out.push_back(Record(kOther));
   for (const auto& p : subtrees_) out.push_back(Record(kSubtree, p));

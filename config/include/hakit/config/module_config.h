@@ -208,6 +208,10 @@ struct RfsConfig {
   bool acl = false;
   // Parallel streams during reintegration. Default 6, 1..64.
   int nbrei = 6;
+  // ruzone_blocksize: the zone (bytes) of the record of what the secondary
+  // missed and of the comparison by checksums; a power of two, 64 KiB to
+  // 8 MiB. Default 64 KiB (tests/bench/run reintegration --zone-size).
+  std::uint32_t zone_size = 64u << 10;
   std::vector<ReplicatedDirConfig> replicated;
   SourceLocation location;
 };
