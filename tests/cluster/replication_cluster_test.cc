@@ -770,5 +770,61 @@ TEST_F(ReplicationClusterTest, ReplicationNetworkCutThenBackSendsOnlyWhatChanged
       "record");
 }
 
+// defaultprim names a node: after a power cut it returns, is synchronised
+// (only what changed while it was away) and only then takes the application
+// back by itself (failback), holding every write made meanwhile.
+TEST_F(ReplicationClusterTest, DefaultPrimNodeReturnsIsSynchronisedThenTakesBack) {
+  RigOptions o;
+  o.defaultprim = "node1";
+  MakeRig(o);
+  const std::string dir = rig_->ReplicatedDir();
+  StartBoth();
+  ASSERT_TRUE(rig_->WaitState("node1", State::kPrim, 20s).ok());
+  ASSERT_TRUE(WaitReplication("node1", "replicating", 10s)) << Replication("node1").dump();
+  auto w = rig_->RunInDaemon(
+      "node1", {"sh", "-c", "cd '" + dir + "' && dd if=/dev/urandom of=big bs=1M count=8 "
+                            "status=none && sync"},
+      30s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_TRUE(WaitUpToDate("node2", 20s)) << Replication("node1").dump();
+  // Written, acknowledged, flushed on both: no longer hot (otherwise the
+  // whole file would be sent again, as writes in flight at the power cut).
+  ASSERT_TRUE(WaitFor([&] { return Replication("node1").value("hot_extents", 1) == 0; }, 10s))
+      << Replication("node1").dump();
+
+  ASSERT_TRUE(rig_->PowerCut("node1").ok());
+  ASSERT_TRUE(rig_->WaitState("node2", State::kAlone, 30s).ok());
+  w = rig_->RunInDaemon(
+      "node2",
+      {"sh", "-c", "cd '" + dir + "' && echo while-away > away.txt && dd if=/dev/urandom of=big "
+                   "bs=64k count=1 seek=7 conv=notrunc status=none && sync"},
+      10s);
+  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+
+  ASSERT_TRUE(rig_->RestoreNetwork("node1").ok());
+  ASSERT_TRUE(rig_->StartDaemon("node1").ok());
+  ASSERT_TRUE(rig_->Command("node1", "start").ok());
+  ASSERT_TRUE(rig_->WaitState("node1", State::kPrim, 60s).ok())
+      << rig_->ModuleState("node1")->dump() << "\n" << Replication("node2").dump();
+  ASSERT_TRUE(rig_->WaitState("node2", State::kSecond, 30s).ok());
+  // It was synchronised from node2's record before it took over.
+  const nlohmann::json r = LastReintegration("node2");
+  EXPECT_EQ(r.value("method", ""), "record") << r.dump();
+  EXPECT_LT(r.value("bytes_sent", 0ull), 1u << 20) << r.dump();
+  auto served = rig_->RunInDaemon("node1", {"cat", dir + "/away.txt"}, 10s);
+  ASSERT_TRUE(served.ok() && served->status.code == 0);
+  EXPECT_EQ(served->output, "while-away\n");
+  ASSERT_TRUE(WaitUpToDate("node2", 30s)) << Replication("node1").dump();
+  std::vector<std::string> diffs;
+  WaitFor(
+      [&] {
+        diffs = testing::CompareTrees(rig_->DataDir("node1").string(),
+                                      rig_->DataDir("node2").string());
+        return diffs.empty();
+      },
+      10s);
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+}
+
 }  // namespace
 }  // namespace hakit::rig

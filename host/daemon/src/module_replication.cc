@@ -690,6 +690,11 @@ nlohmann::json ModuleReplication::StatusJson() const {
   nlohmann::json j = {{"dirs", settings_.dirs},
                       {"peer", settings_.peer_address + ":" + std::to_string(settings_.port)},
                       {"async", settings_.sync ? "none" : "second"}};
+  // Extents with writes in flight, or not yet known to be on both disks:
+  // what a crash of this node now would make the peer send again.
+  std::size_t hot = 0;
+  for (const auto& h : hot_) hot += h ? h->size() : 0;
+  j["hot_extents"] = hot;
   switch (role_) {
     case Role::kNone:
       j["role"] = "none";

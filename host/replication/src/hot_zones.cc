@@ -190,6 +190,13 @@ std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>> HotZ
   return out;
 }
 
+std::size_t HotZones::size() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [path, extents] : hot_) n += extents.size();
+  return n;
+}
+
 bool HotZones::empty() const {
   std::lock_guard lock(mu_);
   return hot_.empty();

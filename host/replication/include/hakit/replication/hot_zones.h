@@ -63,6 +63,8 @@ class HotZones {
   // Hot byte ranges, per path: [offset, offset + length).
   std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>> Ranges() const;
   bool empty() const;
+  // Hot extents, all files together.
+  std::size_t size() const;
   std::uint64_t extent() const { return extent_; }
 
  private:
