@@ -5,7 +5,6 @@
 // secondary's copy must equal the primary's, and after a power cut of the
 // primary the new primary must serve every acknowledged byte.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <fstream>
@@ -63,6 +62,29 @@ class ReplicationClusterTest : public RigTest {
         wait);
   }
 
+  // Runs `script` with sh inside `node`'s hakitd namespaces (where the
+  // application runs); a failure fails the test.
+  void Sh(const std::string& node, const std::string& script,
+          std::chrono::milliseconds timeout = 30s) {
+    auto w = rig_->RunInDaemon(node, {"sh", "-c", script}, timeout);
+    ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  }
+
+  // What still differs between two copies after waiting up to `wait` for
+  // them to become identical (the last applies may still be landing).
+  std::vector<std::string> DifferencesAfter(const std::filesystem::path& a,
+                                            const std::filesystem::path& b,
+                                            std::chrono::milliseconds wait = 10s) {
+    std::vector<std::string> diffs;
+    WaitFor(
+        [&] {
+          diffs = testing::CompareTrees(a.string(), b.string());
+          return diffs.empty();
+        },
+        wait);
+    return diffs;
+  }
+
   // The details of the node's last reintegration_end, {} if none.
   nlohmann::json LastReintegration(const std::string& node) {
     nlohmann::json last = nlohmann::json::object();
@@ -85,14 +107,11 @@ class ReplicationClusterTest : public RigTest {
     const std::string prim = PairReplicating();
     ASSERT_FALSE(HasFailure());
     const std::string second = rig_->Peer(prim);
-    auto w = rig_->RunInDaemon(
-        prim,
-        {"sh", "-c",
-         "set -e; cd '" + dir +
-             "'; dd if=/dev/urandom of=big bs=1M count=16 status=none; "
-             "dd if=/dev/urandom of=log bs=64k count=4 status=none; sync"},
-        30s);
-    ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+    ASSERT_NO_FATAL_FAILURE(Sh(prim,
+                               "set -e; cd '" + dir +
+                                   "'; dd if=/dev/urandom of=big bs=1M count=16 status=none; "
+                                   "dd if=/dev/urandom of=log bs=64k count=4 status=none; sync",
+                               30s));
     ASSERT_TRUE(WaitUpToDate(second, 20s)) << Replication(prim).dump();
     away(second);
     ASSERT_TRUE(WaitFor([&] { return Replication(prim).value("state", "") != "replicating"; }, 15s))
@@ -102,21 +121,14 @@ class ReplicationClusterTest : public RigTest {
       change += " dd if=/dev/urandom of=big bs=64k count=1 seek=" + std::to_string(zone) +
                 " conv=notrunc status=none;";
     }
-    change += " dd if=/dev/urandom bs=100k count=1 status=none >> log;"
-              " dd if=/dev/urandom of=new bs=200k count=1 status=none; sync";
-    w = rig_->RunInDaemon(prim, {"sh", "-c", change}, 30s);
-    ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+    change +=
+        " dd if=/dev/urandom bs=100k count=1 status=none >> log;"
+        " dd if=/dev/urandom of=new bs=200k count=1 status=none; sync";
+    ASSERT_NO_FATAL_FAILURE(Sh(prim, change, 30s));
     const std::uint64_t changed = 5 * 65536 + 100 * 1024 + 200 * 1024;
     back(second);
     ASSERT_TRUE(WaitUpToDate(second, 60s)) << Replication(prim).dump();
-    std::vector<std::string> diffs;
-    WaitFor(
-        [&] {
-          diffs =
-              testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
-          return diffs.empty();
-        },
-        10s);
+    const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second));
     EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
     nlohmann::json r;
     WaitFor(
@@ -349,8 +361,8 @@ echo POSIX_DONE
   std::vector<std::string> diffs;
   WaitFor(
       [&] {
-        diffs = testing::CompareTrees(rig_->DataDir(prim).string(),
-                                      rig_->DataDir(second).string(), o);
+        diffs =
+            testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string(), o);
         return diffs.empty();
       },
       10s);
@@ -404,8 +416,7 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesIsSynchronisedThenTakesO
       << Replication(prim).dump();
   EXPECT_EQ(Replication(prim)["sync"].value("state", ""), "done") << Replication(prim).dump();
   // Only what differed travelled: one 64 KiB zone of the 8 MiB file, not all.
-  EXPECT_LT(Replication(prim)["sync"].value("bytes_sent", 0), 1u << 20)
-      << Replication(prim).dump();
+  EXPECT_LT(Replication(prim)["sync"].value("bytes_sent", 0), 1u << 20) << Replication(prim).dump();
   std::vector<std::string> diffs;
   WaitFor(
       [&] {
@@ -433,7 +444,8 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesIsSynchronisedThenTakesO
   ASSERT_TRUE(rig_->PowerCut(prim).ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 15s).ok());
   auto served = rig_->RunInDaemon(
-      second, {"sh", "-c", "cd '" + dir + "'; cat missed.txt keep/b fresh/deeper/f; wc -l < during.txt"},
+      second,
+      {"sh", "-c", "cd '" + dir + "'; cat missed.txt keep/b fresh/deeper/f; wc -l < during.txt"},
       10s);
   ASSERT_TRUE(served.ok() && served->status.code == 0) << served->output;
   EXPECT_EQ(served->output, "missed\nnew\ndeep\n200\n");
@@ -492,12 +504,13 @@ TEST_F(ReplicationClusterTest, InterruptedSynchronisationResumes) {
   ASSERT_TRUE(rig_->StopDaemon(second).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
   constexpr std::uint64_t kTotal = 384ull << 20;
-  auto w = rig_->RunInDaemon(
-      prim,
-      {"sh", "-c",
-       "cd '" + dir + "' && for i in 1 2 3; do dd if=/dev/urandom of=big$i bs=1M count=128 "
-                      "status=none; done && sync"},
-      120s);
+  auto w =
+      rig_->RunInDaemon(prim,
+                        {"sh", "-c",
+                         "cd '" + dir +
+                             "' && for i in 1 2 3; do dd if=/dev/urandom of=big$i bs=1M count=128 "
+                             "status=none; done && sync"},
+                        120s);
   ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
   auto sync_state = [&] { return Replication(prim)["sync"]; };
   auto sent = [&] { return sync_state().value("bytes_sent", std::uint64_t{0}); };
@@ -515,7 +528,8 @@ TEST_F(ReplicationClusterTest, InterruptedSynchronisationResumes) {
           auto j = sync_state();
           state = j.value("state", "");
           at_kill = j.value("bytes_sent", std::uint64_t{0});
-          const bool fresh = state == "running" || j.value("passes", std::uint64_t{0}) != passes_before;
+          const bool fresh =
+              state == "running" || j.value("passes", std::uint64_t{0}) != passes_before;
           return fresh && (state != "running" || before + at_kill >= fraction * kTotal);
         },
         60s))
@@ -573,12 +587,10 @@ TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
   ASSERT_TRUE(rig_->bed().CutNode(prim).ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
-  w = rig_->RunInDaemon(prim, {"sh", "-c",
-                               "cd '" + dir + "' && echo loser > loser_only && echo L >> shared"},
-                        10s);
+  w = rig_->RunInDaemon(
+      prim, {"sh", "-c", "cd '" + dir + "' && echo loser > loser_only && echo L >> shared"}, 10s);
   ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
-  w = rig_->RunInDaemon(second, {"sh", "-c", "cd '" + dir + "' && echo winner > winner_only"},
-                        10s);
+  w = rig_->RunInDaemon(second, {"sh", "-c", "cd '" + dir + "' && echo winner > winner_only"}, 10s);
   ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
   ASSERT_TRUE(rig_->bed().RestoreNode(prim).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kWait, 10s).ok());
@@ -676,14 +688,12 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   const std::string prim = PairReplicating();
   ASSERT_FALSE(HasFailure());
   const std::string second = rig_->Peer(prim);
-  auto w = rig_->RunInDaemon(
-      prim,
-      {"sh", "-c",
-       "set -e; cd '" + dir +
-           "'; for i in 1 2 3 4 5 6 7 8; do dd if=/dev/urandom of=f$i bs=1M count=8 "
-           "status=none; done; sync"},
-      60s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_NO_FATAL_FAILURE(
+      Sh(prim,
+         "set -e; cd '" + dir +
+             "'; for i in 1 2 3 4 5 6 7 8; do dd if=/dev/urandom of=f$i bs=1M count=8 "
+             "status=none; done; sync",
+         60s));
   ASSERT_TRUE(WaitUpToDate(second, 20s)) << Replication(prim).dump();
 
   // The writer runs where the application would: in the primary hakitd's
@@ -698,8 +708,9 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   testbed::SpawnOptions so;
   so.netns = rig_->bed().NodeNamespace(prim);
   so.env = {{"PATH", "/usr/sbin:/usr/bin:/sbin:/bin"}};
-  so.argv = {"nsenter", "--target", std::to_string(*rig_->DaemonPid(prim)), "--mount", "--net",
-             "--", "sh", script};
+  so.argv = {"nsenter", "--target", std::to_string(*rig_->DaemonPid(prim)),
+             "--mount", "--net",    "--",
+             "sh",      script};
   auto writer = rig_->bed().Spawn(so);
   ASSERT_TRUE(writer.ok()) << writer.status().message();
   std::this_thread::sleep_for(1500ms);
@@ -711,13 +722,12 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   rig_->bed().Kill(*writer, SIGKILL);
   rig_->bed().WaitExit(*writer, 5s);
   ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 30s).ok());
-  w = rig_->RunInDaemon(second,
-                        {"sh", "-c",
-                         "cd '" + dir +
-                             "' && dd if=/dev/urandom of=f2 bs=64k count=2 seek=10 conv=notrunc "
-                             "status=none && sync"},
-                        10s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_NO_FATAL_FAILURE(
+      Sh(second,
+         "cd '" + dir +
+             "' && dd if=/dev/urandom of=f2 bs=64k count=2 seek=10 conv=notrunc "
+             "status=none && sync",
+         10s));
 
   ASSERT_TRUE(rig_->RestoreNetwork(prim).ok());
   ASSERT_TRUE(rig_->StartDaemon(prim).ok());
@@ -725,13 +735,7 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   ASSERT_TRUE(start.ok()) << start.status().message();
   ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 30s).ok());
   ASSERT_TRUE(WaitUpToDate(prim, 60s)) << Replication(second).dump();
-  std::vector<std::string> diffs;
-  WaitFor(
-      [&] {
-        diffs = testing::CompareTrees(rig_->DataDir(second).string(), rig_->DataDir(prim).string());
-        return diffs.empty();
-      },
-      10s);
+  const auto diffs = DifferencesAfter(rig_->DataDir(second), rig_->DataDir(prim));
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
   nlohmann::json r;
   WaitFor(
@@ -781,11 +785,11 @@ TEST_F(ReplicationClusterTest, DefaultPrimNodeReturnsIsSynchronisedThenTakesBack
   StartBoth();
   ASSERT_TRUE(rig_->WaitState("node1", State::kPrim, 20s).ok());
   ASSERT_TRUE(WaitReplication("node1", "replicating", 10s)) << Replication("node1").dump();
-  auto w = rig_->RunInDaemon(
-      "node1", {"sh", "-c", "cd '" + dir + "' && dd if=/dev/urandom of=big bs=1M count=8 "
-                            "status=none && sync"},
-      30s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_NO_FATAL_FAILURE(Sh("node1",
+                             "cd '" + dir +
+                                 "' && dd if=/dev/urandom of=big bs=1M count=8 "
+                                 "status=none && sync",
+                             30s));
   ASSERT_TRUE(WaitUpToDate("node2", 20s)) << Replication("node1").dump();
   // Written, acknowledged, flushed on both: no longer hot (otherwise the
   // whole file would be sent again, as writes in flight at the power cut).
@@ -794,18 +798,18 @@ TEST_F(ReplicationClusterTest, DefaultPrimNodeReturnsIsSynchronisedThenTakesBack
 
   ASSERT_TRUE(rig_->PowerCut("node1").ok());
   ASSERT_TRUE(rig_->WaitState("node2", State::kAlone, 30s).ok());
-  w = rig_->RunInDaemon(
-      "node2",
-      {"sh", "-c", "cd '" + dir + "' && echo while-away > away.txt && dd if=/dev/urandom of=big "
-                   "bs=64k count=1 seek=7 conv=notrunc status=none && sync"},
-      10s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0) << (w.ok() ? w->output : w.status().message());
+  ASSERT_NO_FATAL_FAILURE(Sh("node2",
+                             "cd '" + dir +
+                                 "' && echo while-away > away.txt && dd if=/dev/urandom of=big "
+                                 "bs=64k count=1 seek=7 conv=notrunc status=none && sync",
+                             10s));
 
   ASSERT_TRUE(rig_->RestoreNetwork("node1").ok());
   ASSERT_TRUE(rig_->StartDaemon("node1").ok());
   ASSERT_TRUE(rig_->Command("node1", "start").ok());
   ASSERT_TRUE(rig_->WaitState("node1", State::kPrim, 60s).ok())
-      << rig_->ModuleState("node1")->dump() << "\n" << Replication("node2").dump();
+      << rig_->ModuleState("node1")->dump() << "\n"
+      << Replication("node2").dump();
   ASSERT_TRUE(rig_->WaitState("node2", State::kSecond, 30s).ok());
   // It was synchronised from node2's record before it took over.
   const nlohmann::json r = LastReintegration("node2");
@@ -815,15 +819,63 @@ TEST_F(ReplicationClusterTest, DefaultPrimNodeReturnsIsSynchronisedThenTakesBack
   ASSERT_TRUE(served.ok() && served->status.code == 0);
   EXPECT_EQ(served->output, "while-away\n");
   ASSERT_TRUE(WaitUpToDate("node2", 30s)) << Replication("node1").dump();
-  std::vector<std::string> diffs;
+  const auto diffs = DifferencesAfter(rig_->DataDir("node1"), rig_->DataDir("node2"));
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+}
+
+// <rfs nbrei="2"> with two replicated dirs that both missed changes: they
+// are synchronised at once (one walk each over the connection), and both
+// end identical, from the record.
+TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
+  RigOptions o;
+  o.replicated_dir_in_userconfig = false;
+  MakeRig(o);
+  const std::string top = rig_->ReplicatedDir();
+  std::string xml = rig_->DefaultUserConfig();
+  const std::string rfs = "<rfs async=\"second\">";
+  ASSERT_NE(xml.find(rfs), std::string::npos) << xml;
+  xml.replace(xml.find(rfs), rfs.size(),
+              "<rfs async=\"second\" nbrei=\"2\">\n      <replicated dir=\"" + top +
+                  "/a\"/>\n      <replicated dir=\"" + top + "/b\"/>");
+  for (const auto& n : rig_->nodes()) {
+    std::filesystem::create_directories(rig_->DataDir(n) / "a");
+    std::filesystem::create_directories(rig_->DataDir(n) / "b");
+    ASSERT_TRUE(rig_->WriteUserConfig(n, xml).ok());
+  }
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  ASSERT_NO_FATAL_FAILURE(Sh(prim,
+                             "set -e; cd '" + top +
+                                 "'; for d in a b; do dd if=/dev/urandom of=$d/f bs=1M count=4 "
+                                 "status=none; done; sync",
+                             30s));
+  ASSERT_TRUE(WaitUpToDate(second, 20s)) << Replication(prim).dump();
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  ASSERT_NO_FATAL_FAILURE(Sh(prim,
+                             "set -e; cd '" + top +
+                                 "'; for d in a b; do dd if=/dev/urandom of=$d/f bs=64k count=1 "
+                                 "seek=9 conv=notrunc status=none; echo $d > $d/new; done; sync",
+                             30s));
+  ASSERT_TRUE(rig_->StartDaemon(second).ok());
+  ASSERT_TRUE(rig_->Command(second, "start").ok());
+  ASSERT_TRUE(WaitUpToDate(second, 30s)) << Replication(prim).dump();
+  for (const char* d : {"a", "b"}) {
+    const auto diffs = DifferencesAfter((rig_->DataDir(prim) / d), (rig_->DataDir(second) / d));
+    EXPECT_TRUE(diffs.empty()) << d << ": " << testing::JoinDifferences(diffs);
+  }
+  nlohmann::json r;
   WaitFor(
       [&] {
-        diffs = testing::CompareTrees(rig_->DataDir("node1").string(),
-                                      rig_->DataDir("node2").string());
-        return diffs.empty();
+        r = LastReintegration(prim);
+        return r.value("method", "") == "record";
       },
-      10s);
-  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+      5s);
+  EXPECT_EQ(r.value("method", ""), "record") << r.dump();
+  EXPECT_EQ(r.value("streams", 0), 2) << r.dump();
+  // One 64 KiB zone and a 2-byte file per dir.
+  EXPECT_EQ(r.value("bytes_sent", 0ull), 2u * (65536 + 2)) << r.dump();
 }
 
 }  // namespace

@@ -318,6 +318,7 @@ class Daemon : public cluster::HeartbeatListener {
     }
     r.xattrs = rfs.acl;
     r.zone_size = rfs.zone_size;
+    r.streams = rfs.nbrei;
     r.sync = !rfs.async;
     r.local_address = *local;
     r.peer_address = *remote;

@@ -369,33 +369,51 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs, bool targeted) {
                                      {"peer", settings_.peer_address},
                                      {"method", targeted ? "record" : "checksums"}});
   }
+  // Up to nbrei dirs are synchronised at once, each walk a stream of its own
+  // over the one connection; the first failure stops the others at their
+  // next step.
+  std::mutex result_mu;
   Status result = Status::Ok();
-  for (std::size_t i : dirs) {
-    repl::TreeSyncOptions o;
-    o.mount = mounts_[i].get();
-    o.gate = gates_[i].get();
-    o.sender = sender_.get();
-    o.manifests = manifests_.get();
-    o.dir_index = static_cast<std::uint8_t>(i);
-    if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
-    if (targeted) o.dirty = dirty_[i].get();
-    o.record = dirty_[i].get();
-    o.zone_size = settings_.zone_size;
-    o.generation = generation_;
-    o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
-    o.log = [this, dir = settings_.dirs[i]](const std::string& m) {
-      Log(sdk::LogLevel::kInfo, "synchronising " + dir + ": " + m);
-    };
-    result = repl::RunTreeSync(o, progress.get());
-    if (!result.ok()) {
-      result = result.WithContext("synchronising " + settings_.dirs[i]);
-      break;
+  std::atomic<bool> failed{false};
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t k = next++; k < dirs.size() && !failed; k = next++) {
+      const std::size_t i = dirs[k];
+      repl::TreeSyncOptions o;
+      o.mount = mounts_[i].get();
+      o.gate = gates_[i].get();
+      o.sender = sender_.get();
+      o.manifests = manifests_.get();
+      o.dir_index = static_cast<std::uint8_t>(i);
+      if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
+      if (targeted) o.dirty = dirty_[i].get();
+      o.record = dirty_[i].get();
+      o.zone_size = settings_.zone_size;
+      o.generation = generation_;
+      o.stop = [this, session, &failed] {
+        return failed || leaving_ || sender_->Stats().sessions != session;
+      };
+      o.log = [this, dir = settings_.dirs[i]](const std::string& m) {
+        Log(sdk::LogLevel::kInfo, "synchronising " + dir + ": " + m);
+      };
+      if (Status s = repl::RunTreeSync(o, progress.get()); !s.ok()) {
+        std::lock_guard lock(result_mu);
+        if (!failed) result = s.WithContext("synchronising " + settings_.dirs[i]);
+        failed = true;
+      }
     }
-  }
+  };
+  const std::size_t streams =
+      std::clamp<std::size_t>(static_cast<std::size_t>(settings_.streams), 1, dirs.size());
+  std::vector<std::thread> pool;
+  for (std::size_t n = 1; n < streams; ++n) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
                       .count();
   nlohmann::json details = {{"method", targeted ? "record" : "checksums"},
+                            {"streams", streams},
                             {"duration_ms", ms},
                             {"entries", progress->entries.load()},
                             {"bytes_compared", progress->bytes_compared.load()},

@@ -80,6 +80,7 @@ struct ReplicationSettings {
   std::string clean_marker;
   bool xattrs = false;                       // acl="on"
   std::size_t zone_size = 64u << 10;         // ruzone_blocksize
+  int streams = 6;                           // nbrei: dirs synchronised at once
   bool sync = false;                         // async="none": acknowledged once applied
   std::string local_address;                 // this node on the replication lan
   std::string peer_address;                  // the peer on the replication lan
