@@ -638,5 +638,33 @@ TEST_F(SyncTest, RecordedChangesAloneAreSentAndTheTreesEndIdentical) {
   ExpectSameTrees();
 }
 
+// The record names one zone of a file whose copy on the secondary is shorter
+// (a truncation it never got, the writes after it noted elsewhere or lost in
+// a crash): the tail beyond the secondary's end is sent too, not left as the
+// zeros its extension would make.
+TEST_F(SyncTest, ATailTheSecondaryLacksIsSentWhateverTheRecordNames) {
+  const std::string f = Pattern(1 << 20, 7);
+  ASSERT_TRUE(Write(D("f"), f));
+  ASSERT_TRUE(Write(M("f"), f.substr(0, 256 << 10)));
+  Start();
+  DirtyMap dirty(65536);
+  dirty.Reset(5);
+  dirty.Note(OpKind::kWrite, "f", "", 65536, 10);
+  SyncProgress progress;
+  TreeSyncOptions o;
+  o.mount = mount_.get();
+  o.gate = gate_.get();
+  o.sender = sender_.get();
+  o.manifests = &manifests_;
+  o.zone_size = 65536;
+  o.dirty = &dirty;
+  o.record = &dirty;
+  o.generation = 6;
+  ASSERT_TRUE(RunTreeSync(o, &progress).ok());
+  EXPECT_EQ(progress.bytes_sent.load(), (1u << 20) - (256u << 10) + 65536);
+  Settle();
+  ExpectSameTrees();
+}
+
 }  // namespace
 }  // namespace hakit::replication

@@ -626,7 +626,15 @@ class Walk {
     // Zones the secondary may hold differently (it crashed as primary) are
     // sent too.
     DirtyMap::Zones z = o_.dirty->Of(path);
-    if (!z.whole) z.zones.insert(m->suspect.begin(), m->suspect.end());
+    if (!z.whole) {
+      z.zones.insert(m->suspect.begin(), m->suspect.end());
+      // Whatever lies beyond the end of the secondary's copy is missing there,
+      // noted or not (a truncation it never got, then writes here).
+      const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+      if (size > m->size && !z.zones.empty()) {
+        for (std::uint64_t i = m->size / zone; i < (size + zone - 1) / zone; ++i) z.zones.insert(i);
+      }
+    }
     // Scattered zones of a cold file: ask the disk for all of them at once
     // rather than one read at a time.
     if (z.whole) {
