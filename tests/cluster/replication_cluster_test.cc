@@ -645,36 +645,27 @@ TEST_F(ReplicationClusterTest, IncompleteSecondaryNeverTakesOverOnItsOwn) {
   const std::string prim = PairReplicating();
   ASSERT_FALSE(HasFailure());
   const std::string second = rig_->Peer(prim);
-  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  // Killed, the secondary is compared by checksums when it returns, and
+  // 160 MiB it lacks must travel: its synchronisation takes seconds.
+  ASSERT_TRUE(rig_->KillDaemon(second).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
-  auto w = rig_->RunInDaemon(
-      prim, {"sh", "-c", "dd if=/dev/urandom of='" + dir + "/bulk' bs=1M count=160 status=none"},
-      60s);
-  ASSERT_TRUE(w.ok() && w->status.code == 0);
+  ASSERT_NO_FATAL_FAILURE(
+      Sh(prim, "dd if=/dev/urandom of='" + dir + "/bulk' bs=1M count=160 status=none", 60s));
   ASSERT_TRUE(rig_->StartDaemon(second).ok());
   ASSERT_TRUE(rig_->Command(second, "start").ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
   auto m = rig_->ModuleState(second);
   ASSERT_TRUE(m.ok());
-  const std::string data = m->at("details").value("data", "");
-  std::cerr << "the secondary's data at the power cut: " << data << "\n";
+  ASSERT_EQ(m->at("details").value("data", ""), "stale") << m->dump();
   ASSERT_TRUE(rig_->PowerCut(prim).ok());
-  if (data == "up_to_date") {
-    ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
-    auto size = rig_->RunInDaemon(second, {"stat", "-c", "%s", dir + "/bulk"}, 10s);
-    ASSERT_TRUE(size.ok());
-    EXPECT_EQ(size->output, std::to_string(160 << 20) + "\n");
-  } else {
-    EXPECT_EQ(data, "stale") << m->dump();
-    ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
-    std::this_thread::sleep_for(4 * rig_->options().timeout);
-    auto st = rig_->ModuleState(second);
-    ASSERT_TRUE(st.ok());
-    EXPECT_EQ(st->value("state", ""), "WAIT") << st->dump();
-    EXPECT_FALSE(rig_->HasVip(second));
-    EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
-        << st->dump();
-  }
+  ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
+  std::this_thread::sleep_for(4 * rig_->options().timeout);
+  auto st = rig_->ModuleState(second);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->value("state", ""), "WAIT") << st->dump();
+  EXPECT_FALSE(rig_->HasVip(second));
+  EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
+      << st->dump();
 }
 
 // The primary is cut off while a writer rewrites one region of a file: its
