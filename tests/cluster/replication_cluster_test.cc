@@ -869,5 +869,49 @@ TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
   EXPECT_EQ(r.value("bytes_sent", 0ull), 2u * (65536 + 2)) << r.dump();
 }
 
+// The record survives the primary's hakitd: killed (-9) while running alone
+// and restarted, the primary still knows what its secondary missed, and
+// sends only that when the secondary returns (no tree comparison).
+TEST_F(ReplicationClusterTest, ThePrimarysRecordSurvivesItsDaemonsCrash) {
+  MakeRig();
+  const std::string dir = rig_->ReplicatedDir();
+  const std::string prim = PairReplicating();
+  ASSERT_FALSE(HasFailure());
+  const std::string second = rig_->Peer(prim);
+  ASSERT_NO_FATAL_FAILURE(
+      Sh(prim, "cd '" + dir + "' && dd if=/dev/urandom of=big bs=1M count=16 status=none && sync"));
+  ASSERT_TRUE(WaitUpToDate(second, 20s)) << Replication(prim).dump();
+  ASSERT_TRUE(rig_->StopDaemon(second).ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
+  ASSERT_NO_FATAL_FAILURE(Sh(prim, "cd '" + dir +
+                                       "' && dd if=/dev/urandom of=big bs=64k count=1 seek=3 "
+                                       "conv=notrunc status=none && echo one > one"));
+  // Cooled: the record alone says what changed (a write still hot at the
+  // crash would send its whole 4 MiB extent again).
+  ASSERT_TRUE(WaitFor([&] { return Replication(prim).value("hot_extents", 1) == 0; }, 10s))
+      << Replication(prim).dump();
+  ASSERT_TRUE(rig_->KillDaemon(prim).ok());
+  ASSERT_TRUE(rig_->StartDaemon(prim).ok());
+  ASSERT_TRUE(rig_->Command(prim, "start").ok());
+  ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 30s).ok());
+  ASSERT_NO_FATAL_FAILURE(Sh(prim, "cd '" + dir +
+                                       "' && dd if=/dev/urandom of=big bs=64k count=1 seek=200 "
+                                       "conv=notrunc status=none && echo two > two"));
+  ASSERT_TRUE(rig_->StartDaemon(second).ok());
+  ASSERT_TRUE(rig_->Command(second, "start").ok());
+  ASSERT_TRUE(WaitUpToDate(second, 30s)) << Replication(prim).dump();
+  const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second));
+  EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
+  nlohmann::json r;
+  WaitFor(
+      [&] {
+        r = LastReintegration(prim);
+        return !r.empty();
+      },
+      5s);
+  EXPECT_EQ(r.value("method", ""), "record") << r.dump();
+  EXPECT_LT(r.value("bytes_sent", 0ull), 1u << 20) << r.dump();
+}
+
 }  // namespace
 }  // namespace hakit::rig
