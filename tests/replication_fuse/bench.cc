@@ -10,7 +10,9 @@
 //  - small synchronous writes: 4 KiB pwrite + fdatasync, p50/p99 latency;
 //  - scattered 4 KiB writes (no fsync) over a 256 MiB file, twice: the first
 //    pass dirties new zones (the record and hot log write), the second
-//    rewrites zones already noted (no I/O for either): mean latency of each.
+//    rewrites zones already noted (no I/O for either): mean latency of each;
+//  - 2000 new 4 KiB files (create, write, close): mean per file (a new file
+//    costs the record a whole-file entry and the hot log an extent, on disk).
 // Ends with one line "BENCH fuse_interceptor key=value ...".
 //
 //   hakit-fuse-bench [--dir PARENT] [--mib N] [--samples N] [--threads N] [--rounds N]
@@ -55,6 +57,7 @@ struct Figures {
   double p99_us = 0;
   double new_zone_us = 0;    // scattered 4 KiB writes, first pass (mean)
   double dirty_zone_us = 0;  // the same offsets again (mean)
+  double small_file_us = 0;  // create + 4 KiB write + close of a new file (mean)
 };
 
 double Seconds(Clock::time_point since) {
@@ -129,6 +132,27 @@ bool Scattered(const std::string& dir, int count, const std::function<void()>& e
   return ok;
 }
 
+// `count` new files of 4 KiB each (create, write, close), mean microseconds.
+bool SmallFiles(const std::string& dir, int count, double* us) {
+  const std::string sub = dir + "/small";
+  ::sync();
+  if (::mkdir(sub.c_str(), 0755) != 0) return false;
+  char block[4096];
+  std::memset(block, 'f', sizeof block);
+  bool ok = true;
+  auto start = Clock::now();
+  for (int i = 0; ok && i < count; ++i) {
+    int fd = ::open((sub + "/" + std::to_string(i)).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                    0644);
+    ok = fd >= 0 && ::write(fd, block, sizeof block) == 4096;
+    if (fd >= 0) ::close(fd);
+  }
+  *us = Seconds(start) * 1e6 / count;
+  std::error_code ec;
+  std::filesystem::remove_all(sub, ec);
+  return ok;
+}
+
 void Percentiles(std::vector<double> us, double* p50, double* p99) {
   std::sort(us.begin(), us.end());
   *p50 = us[us.size() / 2];
@@ -195,11 +219,15 @@ bool Measure(const std::vector<std::pair<std::string, std::string>>& dirs, int m
       std::fprintf(stderr, "scattered writes failed: %s\n", std::strerror(errno));
       return false;
     }
+    if (!SmallFiles(dirs[i].second, 2000, &f.small_file_us)) {
+      std::fprintf(stderr, "small files failed: %s\n", std::strerror(errno));
+      return false;
+    }
     std::printf("%-9s sequential (median of %d): %8.1f MiB/s   4 KiB write+fdatasync x%d: "
                 "p50 %7.1f us  p99 %7.1f us   scattered 4 KiB: new zone %6.1f us, "
-                "noted zone %6.1f us\n",
+                "noted zone %6.1f us   new 4 KiB file %6.1f us\n",
                 dirs[i].first.c_str(), rounds, f.seq_mib_s, samples, f.p50_us, f.p99_us,
-                f.new_zone_us, f.dirty_zone_us);
+                f.new_zone_us, f.dirty_zone_us, f.small_file_us);
   }
   return true;
 }
@@ -326,10 +354,10 @@ int main(int argc, char** argv) {
               "lat_fuse_p99_us=%.1f lat_p50_ratio=%.2f seq_recorded_mibs=%.1f "
               "record_seq_ratio=%.2f lat_recorded_p50_us=%.1f record_lat_p50_ratio=%.2f "
               "fuse_new_zone_us=%.1f recorded_new_zone_us=%.1f fuse_noted_zone_us=%.1f "
-              "recorded_noted_zone_us=%.1f\n",
+              "recorded_noted_zone_us=%.1f fuse_small_file_us=%.1f recorded_small_file_us=%.1f\n",
               mib, samples, a.seq_mib_s, b.seq_mib_s, b.seq_mib_s / a.seq_mib_s, a.p50_us,
               a.p99_us, b.p50_us, b.p99_us, b.p50_us / a.p50_us, c.seq_mib_s,
               c.seq_mib_s / b.seq_mib_s, c.p50_us, c.p50_us / b.p50_us, b.new_zone_us,
-              c.new_zone_us, b.dirty_zone_us, c.dirty_zone_us);
+              c.new_zone_us, b.dirty_zone_us, c.dirty_zone_us, b.small_file_us, c.small_file_us);
   return 0;
 }

@@ -143,11 +143,13 @@ TEST_F(RecordLogTest, TheRecordSurvivesACrashAsTheHotZonesLeaveIt) {
     d.Note(OpKind::kWrite, "flushed", "", 65536 * 5, 10);
     if (!d.Flush().ok()) ::_exit(1);
     // Durable before Note() returns, flushed or not.
-    d.Note(OpKind::kCreate, "created", "", 0, 0);
+    d.Note(OpKind::kTruncate, "created", "", 0, 0);
     d.Note(OpKind::kRename, "a", "dir/b", 0, 0);
     d.Note(OpKind::kChmod, "m", "", 0, 0);
-    // Buffered: the hot-zone log holds this write's zone until Flush().
+    // Buffered: the hot-zone log holds this write's zone, and the new file,
+    // until Flush().
     d.Note(OpKind::kWrite, "buffered", "", 0, 10);
+    d.Note(OpKind::kCreate, "new", "", 0, 0);
   });
   DirtyMap d(65536);
   ASSERT_TRUE(d.Persist(path).ok());
@@ -158,6 +160,7 @@ TEST_F(RecordLogTest, TheRecordSurvivesACrashAsTheHotZonesLeaveIt) {
   EXPECT_TRUE(d.Of("dir/b/c").whole);
   EXPECT_TRUE(d.Of("a").whole);
   EXPECT_TRUE(d.Of("buffered").zones.empty());
+  EXPECT_FALSE(d.Of("new").whole);
   // flushed's zone, created, two subtrees and "other".
   EXPECT_EQ(d.entries(), 5u);
 }
@@ -207,8 +210,8 @@ TEST_F(RecordLogTest, ADamagedRecordIsInvalidAndSaysSo) {
     DirtyMap d(4096);
     ASSERT_TRUE(d.Persist(path).ok());
     d.Reset(9);
-    d.Note(OpKind::kCreate, "a", "", 0, 0);
-    d.Note(OpKind::kCreate, "b", "", 0, 0);
+    d.Note(OpKind::kTruncate, "a", "", 0, 0);
+    d.Note(OpKind::kTruncate, "b", "", 0, 0);
   }
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);

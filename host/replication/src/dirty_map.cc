@@ -225,7 +225,9 @@ void DirtyMap::Note(OpKind kind, const std::string& path, const std::string& pat
         if (z.whole) return;
         z.whole = true;
         z.zones.clear();
-        must_flush = LogLocked(Record(kWhole, target));
+        const std::uint64_t ticket = LogLocked(Record(kWhole, target));
+        // A create's file is in the hot-zone log (Prepare) until flushed.
+        must_flush = kind == OpKind::kCreate ? 0 : ticket;
         must_flush = std::max(must_flush, GrowLocked(1));
         break;
       }

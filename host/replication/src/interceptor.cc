@@ -648,6 +648,7 @@ int OnCreate(const char* path, mode_t mode, fuse_file_info* fi) {
     if (s->read_only) return -EROFS;
     ThreadUmaskCleared();
     std::unique_lock<std::mutex> ns(s->namespace_mu);
+    if (int rc = Prepare(s, MakeOp(OpKind::kCreate, path)); rc != 0) return rc;
     int fd = ::openat(s->real_fd, Rel(path), RealOpenFlags(fi->flags) | O_CREAT | O_EXCL,
                       mode & 07777);
     if (fd < 0) {

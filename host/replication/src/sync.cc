@@ -188,6 +188,10 @@ Status SyncGate::Prepare(const Operation& op) {
       return hot_->Touch(op.path, op.offset, op.data.empty() ? op.length : op.data.size());
     case OpKind::kFallocate:
       return hot_->Touch(op.path, op.offset, op.length);
+    case OpKind::kCreate:
+      // Covers the record's entry for the new file until it is flushed; the
+      // first write into it then costs nothing more.
+      return hot_->Touch(op.path, 0, 1);
     case OpKind::kRename:
       return hot_->Rename(op.path, op.path2, (op.flags & RENAME_EXCHANGE) != 0);
     default:

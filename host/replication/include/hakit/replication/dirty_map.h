@@ -18,10 +18,11 @@
 //
 // Persist() keeps it on disk (a DurableLog), so that it survives a restart
 // or a crash of the daemon or of the machine: resets, invalidations and
-// whole-file, subtree and other entries are on disk before Note() returns
-// (before the change is acknowledged); zone entries are only buffered, because
-// the hot-zone log (hot_zones.h) already holds their zones on disk, before the
-// write was even applied, until Flush() has made the buffered entries durable.
+// whole-file (but created), subtree and other entries are on disk before
+// Note() returns (before the change is acknowledged); zone entries and
+// created files are only buffered, because the hot-zone log (hot_zones.h)
+// already holds their extents on disk, before the change was even applied,
+// until Flush() has made the buffered entries durable.
 #pragma once
 
 #include <cstddef>

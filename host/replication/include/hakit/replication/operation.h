@@ -89,7 +89,8 @@ class OperationSink {
  public:
   virtual ~OperationSink() = default;
 
-  // Called before a write, a fallocate or a rename is applied locally, with
+  // Called before a write, a fallocate, a create or a rename is applied
+  // locally, with
   // the operation as it will be submitted (a write's data may be empty: its
   // size is then in `length`). A sink that must remember, across a crash,
   // where this copy may differ from its peer's makes that durable here. An
