@@ -810,6 +810,38 @@ class Walk {
 
 }  // namespace
 
+namespace {
+
+// What a pass has to handle, for its progress (SyncProgress::bytes_total):
+// the record's estimate, or every regular file below the root. Read outside
+// the walk's steps: an estimate of a tree that keeps changing.
+std::uint64_t PassBytes(const TreeSyncOptions& o) {
+  const int root = o.mount->real_dir_fd();
+  auto bytes_at = [&](const std::string& rel) -> std::uint64_t {
+    struct stat st{};
+    if (::fstatat(root, rel.empty() ? "." : rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    if (S_ISREG(st.st_mode)) return static_cast<std::uint64_t>(st.st_size);
+    if (!S_ISDIR(st.st_mode)) return 0;
+    int fd = rel.empty() ? root : ::openat(root, rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    std::uint64_t sum = 0;
+    DescribeTree(
+        fd, o.zone_size,
+        [&](ManifestEntry&& e) {
+          if (e.IsRegular() && (o.filter == nullptr || !o.filter->Excluded(Join(rel, e.path)))) {
+            sum += e.size;
+          }
+          return Status::Ok();
+        },
+        /*hash_zones=*/false);
+    if (fd != root) ::close(fd);
+    return sum;
+  };
+  return o.dirty != nullptr ? o.dirty->EstimateBytes(bytes_at) : bytes_at("");
+}
+
+}  // namespace
+
 Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
   auto log = [&](const std::string& m) {
     if (o.log) o.log(m);
@@ -819,6 +851,10 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
   };
   for (int pass = 1; pass <= o.max_passes; ++pass) {
     if (progress) progress->passes++;
+    // The pass's total, summed before it starts (changes meanwhile are noted
+    // or passed as before), so that neither the writers nor the walk wait
+    // for it once the secondary has described its tree.
+    const std::uint64_t total = progress ? PassBytes(o) : 0;
     o.manifests->Reset(o.dir_index);
     o.mount->RunExclusive([&] {
       o.gate->BeginSync();
@@ -835,6 +871,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
         (o.dirty != nullptr ? "sending what changed (" + std::to_string(o.dirty->entries()) +
                                   " noted zones and files)"
                             : std::string("comparing by checksums")));
+    if (progress) progress->BeginPass(total, o.dirty != nullptr);
     Walk walk(o, *manifest, progress);
     auto end = walk.Run();
     if (!end.ok()) return end.status();
