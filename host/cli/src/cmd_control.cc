@@ -87,8 +87,8 @@ std::string Mib(std::uint64_t bytes) {
 }
 
 // The primary's synchronisation of its secondary, while it runs or when it
-// failed: "synchronisation: running (checksums), 120.0 of 384.0 MiB (31 %),
-// 52.3 MiB/s, about 5 s left".
+// failed: "synchronisation: running (checksums), 120.0 MiB of 384.0 MiB (31 %),
+// 52.3 MiB/s, about 5.0 s left".
 void PrintSync(std::ostream& out, const nlohmann::json& module) {
   const nlohmann::json details = module.value("details", nlohmann::json::object());
   const nlohmann::json repl = details.value("replication", nlohmann::json::object());
