@@ -907,6 +907,10 @@ TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
   EXPECT_EQ(r.value("streams", 0), 2) << r.dump();
   // One 64 KiB zone and a 2-byte file per dir.
   EXPECT_EQ(r.value("bytes_sent", 0ull), 2u * (65536 + 2)) << r.dump();
+  // `hakit state` summed both dirs' totals, as the record estimated them.
+  const nlohmann::json sync = Replication(prim)["sync"];
+  EXPECT_EQ(sync.value("bytes_total", 0ull), 2u * (65536 + 2)) << sync.dump();
+  EXPECT_EQ(sync.value("bytes_done", 0ull), 2u * (65536 + 2)) << sync.dump();
 }
 
 // The record survives the primary's hakitd: killed (-9) while running alone

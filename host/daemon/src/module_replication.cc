@@ -751,10 +751,10 @@ nlohmann::json ModuleReplication::StatusJson() const {
         j["sync"]["entries"] = progress_->entries.load();
         j["sync"]["bytes_compared"] = progress_->bytes_compared.load();
         j["sync"]["bytes_sent"] = progress_->bytes_sent.load();
-        // The pass under way: done of total, its rate, the time left.
+        // Every dir's pass under way: done of total, the rate, the time left.
         j["sync"]["method"] = progress_->by_record ? "record" : "checksums";
         j["sync"]["bytes_total"] = progress_->bytes_total.load();
-        j["sync"]["bytes_done"] = progress_->bytes_done();
+        j["sync"]["bytes_done"] = progress_->bytes_done.load();
         j["sync"]["rate_bps"] = static_cast<std::uint64_t>(progress_->rate());
         if (auto eta = progress_->eta_seconds(); eta && sync_state_ == "running") {
           j["sync"]["eta_s"] = *eta;

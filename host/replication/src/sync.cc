@@ -735,6 +735,7 @@ class Walk {
           std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(zone, size - off));
           std::size_t got = ReadAt(fd, buf, off, want);
           if (progress_) progress_->bytes_compared += got;
+          if (o_.dirty == nullptr) Done(got);
           if (m && index < m->zones.size() && m->zones[index] == HashZone(buf.data(), got)) {
             continue;
           }
@@ -797,11 +798,23 @@ class Walk {
       progress_->bytes_sent += got;
       progress_->zones_sent++;
     }
+    if (o_.dirty != nullptr) Done(got);
   }
 
+  // Bytes of the pass's total handled (SyncProgress::bytes_done).
+  void Done(std::uint64_t n) {
+    done_ += n;
+    if (progress_) progress_->bytes_done += n;
+  }
+
+ public:
+  std::uint64_t done() const { return done_; }
+
+ private:
   const TreeSyncOptions& o_;
   const Manifest& m_;
   SyncProgress* progress_;
+  std::uint64_t done_ = 0;
   const int root_;
   Status error_ = Status::Ok();
   bool stopped_ = false;
@@ -849,6 +862,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
   auto give_up = [&] {
     return (o.stop && o.stop()) || o.sender->state() != SenderState::kReplicating;
   };
+  std::uint64_t last_total = 0;  // this dir's share of progress->bytes_total
   for (int pass = 1; pass <= o.max_passes; ++pass) {
     if (progress) progress->passes++;
     // The pass's total, summed before it starts (changes meanwhile are noted
@@ -871,7 +885,8 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
         (o.dirty != nullptr ? "sending what changed (" + std::to_string(o.dirty->entries()) +
                                   " noted zones and files)"
                             : std::string("comparing by checksums")));
-    if (progress) progress->BeginPass(total, o.dirty != nullptr);
+    if (progress) progress->BeginPass(total, last_total, o.dirty != nullptr);
+    last_total = total;
     Walk walk(o, *manifest, progress);
     auto end = walk.Run();
     if (!end.ok()) return end.status();
@@ -879,6 +894,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
     if (*end == Walk::End::kAborted) {
       log("a change moved content the secondary lacks into the part already compared: "
           "comparing again");
+      if (progress) progress->bytes_done -= walk.done();  // counted again by the next pass
       continue;
     }
     std::uint64_t ticket = 0;
