@@ -25,15 +25,6 @@ class ReintegrationOperatorTest : public RigTest {
 
   void Pair() { StartReplicatedPair(&prim_, &second_); }
 
-  bool UpToDate(const std::string& node, std::chrono::milliseconds wait) {
-    return WaitFor(
-        [&] {
-          auto m = rig_->ModuleState(node);
-          return m.ok() && m->at("details").value("data", "") == "up_to_date";
-        },
-        wait);
-  }
-
   // A shell script in the primary's namespaces (through its FUSE mount).
   void OnPrimary(const std::string& script, std::chrono::seconds wait = 30s) {
     auto w = rig_->RunInDaemon(prim_, {"sh", "-c", "set -e; cd '" + rig_->ReplicatedDir() + "'; " + script},
@@ -136,7 +127,7 @@ TEST_F(ReintegrationOperatorTest, StateShowsTheSynchronisationsProgress) {
   EXPECT_NE(text.find(" of 512.0 MiB ("), std::string::npos) << text;
   EXPECT_NE(text.find(" s left"), std::string::npos) << text;
 
-  ASSERT_TRUE(UpToDate(second_, 120s)) << Replication(prim_).dump();
+  ASSERT_TRUE(WaitUpToDate(second_, 120s)) << Replication(prim_).dump();
   ASSERT_TRUE(WaitFor([&] { return Replication(prim_)["sync"].value("state", "") == "done"; }, 10s));
   const nlohmann::json end = Replication(prim_)["sync"];
   EXPECT_GE(end.value("bytes_done", std::uint64_t{0}), kTotal) << end.dump();
@@ -156,7 +147,7 @@ TEST_F(ReintegrationOperatorTest, SecondFullsyncComparesByChecksumsWhateverTheRe
   OnPrimary("mkdir -p d; for i in 1 2 3 4; do echo v1 > d/f$i; done; "
             "dd if=/dev/urandom of=blob bs=64k count=16 status=none; sync");
   ASSERT_FALSE(HasFailure());
-  ASSERT_TRUE(UpToDate(second_, 10s));
+  ASSERT_TRUE(WaitUpToDate(second_, 10s));
   WaitFor([&] { return Replication(prim_)["sync"].value("state", "") != "running"; }, 10s);
 
   // A plain restart: the record.
@@ -168,7 +159,7 @@ TEST_F(ReintegrationOperatorTest, SecondFullsyncComparesByChecksumsWhateverTheRe
   ASSERT_TRUE(rig_->StartDaemon(second_).ok());
   ASSERT_EQ(Cli(second_, {"start", "-m", module}).status.code, 0);
   EXPECT_EQ(NextSyncMethod(before), "record");
-  ASSERT_TRUE(UpToDate(second_, 30s));
+  ASSERT_TRUE(WaitUpToDate(second_, 30s));
   ExpectSameTrees();
 
   // The same, with --fullsync: checksums.
@@ -182,7 +173,7 @@ TEST_F(ReintegrationOperatorTest, SecondFullsyncComparesByChecksumsWhateverTheRe
   ASSERT_EQ(out.status.code, 0) << out.output;
   EXPECT_EQ(NextSyncMethod(before), "checksums");
   ASSERT_TRUE(rig_->WaitState(second_, State::kSecond, 10s).ok());
-  ASSERT_TRUE(UpToDate(second_, 30s));
+  ASSERT_TRUE(WaitUpToDate(second_, 30s));
   ExpectSameTrees();
 
   // Already SECOND: it re-enters SECOND and is compared again.
@@ -192,7 +183,7 @@ TEST_F(ReintegrationOperatorTest, SecondFullsyncComparesByChecksumsWhateverTheRe
   ASSERT_EQ(out.status.code, 0) << out.output;
   EXPECT_EQ(NextSyncMethod(before), "checksums");
   ASSERT_TRUE(rig_->WaitState(second_, State::kSecond, 15s).ok());
-  ASSERT_TRUE(UpToDate(second_, 30s));
+  ASSERT_TRUE(WaitUpToDate(second_, 30s));
   ExpectSameTrees();
   std::cerr << "synchronisations:";
   for (const auto& m : SyncMethods()) std::cerr << " " << m;

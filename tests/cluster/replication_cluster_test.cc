@@ -53,15 +53,6 @@ class ReplicationClusterTest : public RigTest {
     return *paired;
   }
 
-  bool WaitUpToDate(const std::string& node, std::chrono::milliseconds wait) {
-    return WaitFor(
-        [&] {
-          auto m = rig_->ModuleState(node);
-          return m.ok() && m->at("details").value("data", "") == "up_to_date";
-        },
-        wait);
-  }
-
   // Runs `script` with sh inside `node`'s hakitd namespaces (where the
   // application runs); a failure fails the test.
   void Sh(const std::string& node, const std::string& script,

@@ -62,13 +62,17 @@ class RigTest : public ::testing::Test {
     *second = rig_->Peer(*prim);
     ASSERT_TRUE(WaitReplication(*prim, "replicating", 10s)) << Replication(*prim).dump();
     ASSERT_TRUE(WaitReplication(*second, "connected", 10s)) << Replication(*second).dump();
-    ASSERT_TRUE(WaitFor(
+    ASSERT_TRUE(WaitUpToDate(*second, 30s)) << Replication(*prim).dump();
+  }
+
+  // Waits until the node's data is up to date (a secondary: synchronised).
+  bool WaitUpToDate(const std::string& node, std::chrono::milliseconds wait) {
+    return WaitFor(
         [&] {
-          auto m = rig_->ModuleState(*second);
+          auto m = rig_->ModuleState(node);
           return m.ok() && m->at("details").value("data", "") == "up_to_date";
         },
-        30s))
-        << Replication(*prim).dump();
+        wait);
   }
 
   // `hakit --root NODE_ROOT ARGS...` (the real CLI) in the node's network
