@@ -86,16 +86,6 @@ class CheckersTest : public RigTest {
     return static_cast<int>(
         std::count_if(ev.begin(), ev.end(), [&](const auto& e) { return e.kind == kind; }));
   }
-
-  // The hakit CLI of the tree, against a node's root.
-  testbed::CommandOutput Cli(const std::string& node, std::vector<std::string> args) {
-    std::vector<std::string> argv = {HAKIT_BINARY_DIR "/bin/hakit", "--root",
-                                     rig_->LayoutOf(node).root().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = rig_->bed().RunIn(rig_->bed().NodeNamespace(node), argv, 10s);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : testbed::CommandOutput{};
-  }
 };
 
 

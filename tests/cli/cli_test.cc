@@ -935,6 +935,43 @@ TEST_F(cli_daemon, StateTableAndJson) {
   EXPECT_EQ(requests[0].module, "");
 }
 
+// The primary's synchronisation, while it runs: one line of figures; once
+// done, nothing.
+TEST_F(cli_daemon, StateShowsARunningSynchronisationsProgress) {
+  std::mutex mu;
+  json sync = {{"state", "running"}, {"method", "checksums"},     {"bytes_done", 120ull << 20},
+               {"bytes_total", 384ull << 20}, {"rate_bps", 50ull << 20}, {"eta_s", 5.28},
+               {"passes", 1}, {"entries", 7}, {"bytes_compared", 120ull << 20}, {"bytes_sent", 0}};
+  FakeDaemon daemon(Socket(), [&](const control::Request&) {
+    control::Response r = control::Response::Ok();
+    r.data = StateData("PRIM", 3);
+    std::lock_guard lock(mu);
+    r.data["modules"][0]["details"]["replication"] = {{"role", "primary"}, {"sync", sync}};
+    return r;
+  });
+  ASSERT_TRUE(daemon.Start());
+  RunResult r = AtRoot({"state"});
+  ASSERT_EQ(r.code, 0) << Show(r);
+  EXPECT_NE(r.out.find("\n  synchronisation: running (checksums), 120.0 MiB of 384.0 MiB (31 %), "
+                       "50.0 MiB/s, about 5.3 s left\n"),
+            std::string::npos)
+      << Show(r);
+  {
+    std::lock_guard lock(mu);
+    sync["state"] = "done";
+    sync.erase("eta_s");
+  }
+  r = AtRoot({"state"});
+  EXPECT_EQ(r.out.find("synchronisation"), std::string::npos) << Show(r);
+  {
+    std::lock_guard lock(mu);
+    sync["state"] = "failed: the secondary was lost";
+  }
+  r = AtRoot({"state"});
+  EXPECT_NE(r.out.find("  synchronisation: failed: the secondary was lost\n"), std::string::npos)
+      << Show(r);
+}
+
 TEST_F(cli_daemon, StateLqExitsWithTheStateCode) {
   std::mutex mu;
   std::string state;

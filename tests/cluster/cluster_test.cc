@@ -260,8 +260,14 @@ TEST_F(ClusterTest, OneOfTwoHeartbeatNetworksCutDoesNotFailOverBothDo) {
   std::this_thread::sleep_for(4 * rig_->options().timeout);
   EXPECT_EQ(rig_->StateOf(prim), State::kWait);
   EXPECT_EQ(rig_->StateOf(second), State::kWait);
-  // The operator keeps `second`'s data: it runs, the other follows it.
+  // Diverged data wins only by the operator's --force.
   auto r = rig_->Command(second, "prim");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->error.find("hakit prim --force -m " + rig_->options().module), std::string::npos)
+      << r->error;
+  // The operator keeps `second`'s data: it runs, the other follows it.
+  r = rig_->Command(second, "prim", {{"force", true}});
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->exit_code, 0) << r->error;
   ASSERT_TRUE(rig_->WaitState(second, State::kPrim, 10s).ok());

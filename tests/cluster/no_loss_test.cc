@@ -150,24 +150,7 @@ class NoLossTest : public RigTest {
   // A fresh replicated rig, both nodes started and paired, the primary
   // replicating to a secondary whose copy is up to date (else the secondary
   // would rightly refuse to take over). Sets prim_ and second_.
-  void StartPair() {
-    RigOptions o;
-    o.replicated = true;
-    MakeRig(o);
-    StartBoth();
-    auto paired = rig_->WaitPaired(15s);
-    ASSERT_TRUE(paired.ok()) << paired.status().message();
-    prim_ = *paired;
-    second_ = rig_->Peer(prim_);
-    ASSERT_TRUE(
-        WaitFor([&] { return Replication(prim_).value("state", "") == "replicating"; }, 10s))
-        << Replication(prim_).dump();
-    ASSERT_TRUE(
-        WaitFor([&] { return Replication(second_).value("state", "") == "connected"; }, 10s))
-        << Replication(second_).dump();
-    ASSERT_TRUE(WaitFor([&] { return DataStatus(second_) == "up_to_date"; }, 10s))
-        << StateDump(second_);
-  }
+  void StartPair() { StartReplicatedPair(&prim_, &second_); }
 
   // Starts `script` (sh, with $F = `target`) in the primary's hakitd's
   // namespaces, its stdout appended to the ledger, its stderr to writer.err

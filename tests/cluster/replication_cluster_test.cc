@@ -53,15 +53,6 @@ class ReplicationClusterTest : public RigTest {
     return *paired;
   }
 
-  bool WaitUpToDate(const std::string& node, std::chrono::milliseconds wait) {
-    return WaitFor(
-        [&] {
-          auto m = rig_->ModuleState(node);
-          return m.ok() && m->at("details").value("data", "") == "up_to_date";
-        },
-        wait);
-  }
-
   // Runs `script` with sh inside `node`'s hakitd namespaces (where the
   // application runs); a failure fails the test.
   void Sh(const std::string& node, const std::string& script,
@@ -595,8 +586,39 @@ TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
   ASSERT_TRUE(rig_->bed().RestoreNode(prim).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kWait, 10s).ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kWait, 10s).ok());
-  // The operator keeps `second`'s data.
+  // Both name the two generations and the command that picks the winner
+  // (history and `hakit state`); plain `hakit prim` is refused.
+  const std::string command = "hakit prim --force -m " + rig_->options().module;
+  for (const auto& node : {prim, second}) {
+    auto st = rig_->ModuleState(node);
+    ASSERT_TRUE(st.ok());
+    const std::string mine = std::to_string(st->at("details").value("generation", std::uint64_t{0}));
+    const std::string theirs = std::to_string(
+        rig_->ModuleState(rig_->Peer(node))->at("details").value("generation", std::uint64_t{0}));
+    EXPECT_NE(st->value("wait_reason", "").find(command), std::string::npos) << st->dump();
+    std::string said;
+    WaitFor(
+        [&] {
+          for (const auto& e : History(node)) {
+            if (e.kind == "split_brain" && e.reason.find("data diverged") != std::string::npos) {
+              said = e.reason;
+            }
+          }
+          return !said.empty();
+        },
+        5s);
+    EXPECT_NE(said.find("generation " + mine + " on " + node), std::string::npos) << said;
+    EXPECT_NE(said.find(theirs + " on " + rig_->Peer(node)), std::string::npos) << said;
+    EXPECT_NE(said.find(command), std::string::npos) << said;
+  }
   auto r = rig_->Command(second, "prim");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->error.find("diverged"), std::string::npos) << r->error;
+  EXPECT_NE(r->error.find(command), std::string::npos) << r->error;
+  EXPECT_NE(r->error.find(" here, "), std::string::npos) << r->error;  // the generations
+  // The operator keeps `second`'s data.
+  r = rig_->Command(second, "prim", {{"force", true}});
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->exit_code, 0) << r->error;
   ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
@@ -666,6 +688,15 @@ TEST_F(ReplicationClusterTest, IncompleteSecondaryNeverTakesOverOnItsOwn) {
   EXPECT_FALSE(rig_->HasVip(second));
   EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
       << st->dump();
+  // Only the operator's --force makes the half-synchronised copy primary.
+  auto r = rig_->Command(second, "prim");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->error.find("data is stale"), std::string::npos) << r->error;
+  r = rig_->Command(second, "prim", {{"force", true}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 0) << r->error;
+  EXPECT_TRUE(rig_->WaitState(second, State::kAlone, 15s).ok());
 }
 
 // The primary is cut off while a writer rewrites one region of a file: its
@@ -867,6 +898,10 @@ TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
   EXPECT_EQ(r.value("streams", 0), 2) << r.dump();
   // One 64 KiB zone and a 2-byte file per dir.
   EXPECT_EQ(r.value("bytes_sent", 0ull), 2u * (65536 + 2)) << r.dump();
+  // `hakit state` summed both dirs' totals, as the record estimated them.
+  const nlohmann::json sync = Replication(prim)["sync"];
+  EXPECT_EQ(sync.value("bytes_total", 0ull), 2u * (65536 + 2)) << sync.dump();
+  EXPECT_EQ(sync.value("bytes_done", 0ull), 2u * (65536 + 2)) << sync.dump();
 }
 
 // The record survives the primary's hakitd: killed (-9) while running alone

@@ -49,6 +49,43 @@ class RigTest : public ::testing::Test {
     }
   }
 
+  // A fresh replicated rig, both nodes started and paired, the primary
+  // replicating to a secondary whose copy is up to date. Sets *prim and
+  // *second.
+  void StartReplicatedPair(std::string* prim, std::string* second, RigOptions o = {}) {
+    o.replicated = true;
+    MakeRig(o);
+    StartBoth();
+    auto paired = rig_->WaitPaired(15s);
+    ASSERT_TRUE(paired.ok()) << paired.status().message();
+    *prim = *paired;
+    *second = rig_->Peer(*prim);
+    ASSERT_TRUE(WaitReplication(*prim, "replicating", 10s)) << Replication(*prim).dump();
+    ASSERT_TRUE(WaitReplication(*second, "connected", 10s)) << Replication(*second).dump();
+    ASSERT_TRUE(WaitUpToDate(*second, 30s)) << Replication(*prim).dump();
+  }
+
+  // Waits until the node's data is up to date (a secondary: synchronised).
+  bool WaitUpToDate(const std::string& node, std::chrono::milliseconds wait) {
+    return WaitFor(
+        [&] {
+          auto m = rig_->ModuleState(node);
+          return m.ok() && m->at("details").value("data", "") == "up_to_date";
+        },
+        wait);
+  }
+
+  // `hakit --root NODE_ROOT ARGS...` (the real CLI) in the node's network
+  // namespace.
+  testbed::CommandOutput Cli(const std::string& node, std::vector<std::string> args) {
+    std::vector<std::string> argv = {HAKIT_BINARY_DIR "/bin/hakit", "--root",
+                                     rig_->LayoutOf(node).root().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = rig_->bed().RunIn(rig_->bed().NodeNamespace(node), argv, 60s);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : testbed::CommandOutput{};
+  }
+
   // The module's `details.replication` of `hakit state --json`.
   nlohmann::json Replication(const std::string& node) {
     auto m = rig_->ModuleState(node);

@@ -106,7 +106,7 @@ std::string BrokenInvariant(const Facts& f, const Event& e, const Decision& d) {
   // Stale data never serves without the operator (or the primary handing over).
   if (!d.no_change && !f.busy && !IsPrimary(f.state) && IsPrimary(d.next) &&
       (f.data == DataStatus::kStale || f.data == DataStatus::kDiverged) &&
-      e.kind != EventKind::kForcePrim && d.action != "swap") {
+      !(e.kind == EventKind::kForcePrim && e.detail == "force") && d.action != "swap") {
     return "stale data becomes primary on its own";
   }
   // Both primary: whatever happens, the application stops (or is stopped).
@@ -166,6 +166,7 @@ TEST(MirrorFsmProperties, InvariantsExhaustiveWhenIdle) {
                            {EventKind::kStopStart, ""},
                            {EventKind::kSwap, ""},
                            {EventKind::kForcePrim, ""},
+                           {EventKind::kForcePrim, "force"},
                            {EventKind::kForceSecond, ""},
                            {EventKind::kPeerChanged, ""},
                            {EventKind::kPeerLost, ""},
@@ -207,7 +208,7 @@ TEST(MirrorFsmProperties, InvariantsExhaustiveWhenIdle) {
                 ++cases;
               }
             }
-  EXPECT_EQ(cases, 5L * 3 * 512 * 5 * 4 * 4 * 14);
+  EXPECT_EQ(cases, 5L * 3 * 512 * 5 * 4 * 4 * 15);
 }
 
 // Swapping local and peer always flips the answer (names differ).

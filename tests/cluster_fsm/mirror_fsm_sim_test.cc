@@ -475,7 +475,7 @@ TEST(MirrorFsmSim, SplitBrainStopsBothUntilTheOperatorChooses) {
   sim.Command(1, EventKind::kWaitExpired);
   ASSERT_TRUE(sim.RunUntilQuiet());
   EXPECT_EQ(sim.Pair(), "WAIT/WAIT") << sim.trace();
-  sim.Command(1, EventKind::kForcePrim);
+  sim.Command(1, EventKind::kForcePrim, "force");
   ASSERT_TRUE(sim.RunUntilQuiet());
   EXPECT_EQ(sim.Pair(), "SECOND/PRIM") << sim.trace();
   EXPECT_SIM_OK(sim);
@@ -575,7 +575,9 @@ void RandomRun(unsigned seed, const FsmConfig& config, bool expect_pair, bool ch
   for (int t = 0; t < 400; ++t) {
     if (rng() % 8 == 0) {
       EventKind k = kCommands[rng() % std::size(kCommands)];
-      std::string detail = k == EventKind::kLocalFailure ? kActions[rng() % 4] : "";
+      std::string detail = k == EventKind::kLocalFailure ? kActions[rng() % 4]
+                           : k == EventKind::kForcePrim  ? "force"
+                                                         : "";
       sim.Command(static_cast<int>(rng() % 2), k, detail);
     }
     if (chaos) {
@@ -607,7 +609,7 @@ void RandomRun(unsigned seed, const FsmConfig& config, bool expect_pair, bool ch
   if (!expect_pair) return;
   if (!IsPrimary(sim.state(0)) && !IsPrimary(sim.state(1))) {
     // After a split brain both wait for the operator, who picks n1.
-    sim.Command(0, EventKind::kForcePrim);
+    sim.Command(0, EventKind::kForcePrim, "force");
     ASSERT_TRUE(sim.RunUntilQuiet(500)) << "seed " << seed << "\n" << sim.trace();
     StartStopped(sim);
     ASSERT_TRUE(sim.RunUntilQuiet(500)) << "seed " << seed << "\n" << sim.trace();

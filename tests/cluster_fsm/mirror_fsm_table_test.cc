@@ -2,7 +2,7 @@
 //
 //   LOCAL ; PEER ; EVENT ; EXPECTED
 //
-// LOCAL  states (A|B|* for several) then flags: busy>TARGET, data=up|stale|unk
+// LOCAL  states (A|B|* for several) then flags: busy>TARGET, data=up|stale|unk|div
 //        (default up), last, ho (handing over), failover=off, defprim=X,
 //        name=X (default n1).
 // PEER   "none" (not visible), or states (A|B|*, * also includes none) then
@@ -11,7 +11,7 @@
 //        Flags written once after the last alternative ("STOP|WAIT busy")
 //        apply to all of them; "SECOND busy|SECOND ho" gives each its own.
 // EVENT  one or several (a|b): start stop restart stopstart swap prim second
-//        changed lost expired done failed:STEP failure:ACTION.
+//        changed lost expired done failed:STEP failure:ACTION prim:force.
 // EXPECTED  nochange | defer | refused | NEXT (a state, or = for the local
 //        one) followed by the exact step list, then #kind, +ho, +again,
 //        +diverged/+uptodate (set_data), and 'text' that the reason must contain.
@@ -96,7 +96,7 @@ const char* const kTable[] = {
   "WAIT ; none ; expired ; ALONE start_both add_vip start_prim #state_change 'wait expired'",
   // A fresh node starts alone, as SafeKit lets it.
   "WAIT data=unk ; none ; expired ; ALONE start_both add_vip start_prim",
-  "WAIT data=stale ; none|STOP ; expired ; nochange 'data may be stale: the peer was primary after this node; use hakit prim on the node you trust'",
+  "WAIT data=stale ; none|STOP ; expired ; nochange 'data may be stale: the peer was primary after this node; start the module there, or run hakit prim --force to trust this copy'",
   "WAIT ; STOP ; expired ; ALONE start_both add_vip start_prim",
   "WAIT data=unk ; STOP data=stale|STOP data=unk ; expired ; ALONE start_both add_vip start_prim",
   "WAIT data=unk ; STOP data=up ; expired ; nochange 'holds up-to-date data'",
@@ -141,7 +141,7 @@ const char* const kTable[] = {
 
   // ---- split brain: both primary, both stop the application ---------------------
   "ALONE|PRIM ; ALONE|PRIM ; changed|lost|start|restart|swap|prim|second|stopstart|expired|failure:restart|failure:failover ; WAIT stop_prim remove_vip stop_both #split_brain +diverged 'split brain: n1 and n2 are both primary'",
-  "ALONE|PRIM ; ALONE busy|PRIM busy|ALONE mismatch|PRIM mismatch|ALONE ho|PRIM ho ; changed ; WAIT stop_prim remove_vip stop_both #split_brain +diverged 'use hakit prim'",
+  "ALONE|PRIM ; ALONE busy|PRIM busy|ALONE mismatch|PRIM mismatch|ALONE ho|PRIM ho ; changed ; WAIT stop_prim remove_vip stop_both #split_brain +diverged 'run hakit prim --force on the node whose data to keep'",
 
   // ---- failback to defaultprim ------------------------------------------------------
   "PRIM defprim=n2 ; SECOND ; changed ; SECOND stop_prim remove_vip start_second #swap +ho 'defaultprim=n2: failback'",
@@ -209,7 +209,19 @@ const char* const kTable[] = {
   // ---- hakit prim ---------------------------------------------------------------------
   "STOP ; none|STOP|WAIT|SECOND ; prim ; ALONE prestart start_both add_vip start_prim #state_change +uptodate",
   "WAIT ; none|STOP|WAIT|SECOND ; prim ; ALONE start_both add_vip start_prim +uptodate",
-  "WAIT data=stale ; none|WAIT ; prim ; ALONE start_both add_vip start_prim +uptodate 'data was stale'",
+  // Stale or diverged data serves only on the operator's --force: the copy
+  // becomes the reference and what the peer holds beyond it is lost.
+  "WAIT|STOP data=stale ; none|WAIT|STOP ; prim ; refused 'data is stale'",
+  "WAIT data=stale ; none|WAIT ; prim ; refused 'hakit prim --force makes this copy the reference'",
+  "SECOND data=stale ; none|STOP|WAIT ; prim ; refused 'data is stale'",
+  "WAIT data=stale ; none|WAIT ; prim:force ; ALONE start_both add_vip start_prim +uptodate 'data was stale'",
+  "SECOND data=stale ; none|STOP|WAIT ; prim:force ; ALONE stop_second add_vip start_prim +uptodate",
+  "WAIT data=div ; WAIT data=div ; prim ; refused '(both ran ALONE); hakit prim --force on the node whose data to keep'",
+  "WAIT data=div ; none ; prim ; refused 'diverged'",
+  "WAIT data=div ; WAIT data=div ; prim:force ; ALONE start_both add_vip start_prim +uptodate 'prim --force'",
+  "WAIT data=div ; none ; prim:force ; ALONE start_both add_vip start_prim +uptodate",
+  "WAIT data=up ; none|WAIT ; prim|prim:force ; ALONE start_both add_vip start_prim +uptodate",
+  "WAIT data=unk ; none|WAIT ; prim|prim:force ; ALONE start_both add_vip start_prim +uptodate",
   "WAIT ; STOP mismatch|WAIT mismatch ; prim ; ALONE start_both add_vip start_prim +uptodate",
   "SECOND ; none|STOP|WAIT ; prim ; ALONE stop_second add_vip start_prim +uptodate",
   "STOP|WAIT|SECOND ; ALONE|PRIM ; prim ; refused 'peer n2 is primary: stop it first or use swap'",
@@ -566,6 +578,33 @@ TEST(MirrorFsmTable, EveryCase) {
     }
   }
   std::printf("%zu table cases, %d failures\n", cases.size(), failures);
+}
+
+// The refusal names the exact command that overrides it, module included;
+// the reasons that send the operator to `hakit prim` name it the same way.
+TEST(MirrorFsmTable, PrimRefusalNamesTheCommandThatOverridesIt) {
+  Facts f;
+  f.state = State::kWait;
+  f.config.module = "demo";
+  f.config.local_name = "n1";
+  f.peer.name = "n2";
+  f.data = DataStatus::kStale;
+  Decision d = Decide(f, {EventKind::kForcePrim, ""});
+  EXPECT_TRUE(d.no_change);
+  EXPECT_NE(d.refused.find("hakit prim --force -m demo"), std::string::npos) << d.refused;
+  EXPECT_EQ(PrimCommand(f), "hakit prim --force -m demo");
+  d = Decide(f, {EventKind::kForcePrim, "force"});
+  EXPECT_FALSE(d.no_change) << d.reason;
+  EXPECT_EQ(d.next, State::kAlone);
+  f.data = DataStatus::kDiverged;
+  d = Decide(f, {EventKind::kWaitExpired, ""});
+  EXPECT_NE(d.reason.find("run hakit prim --force -m demo on the node whose data to keep"),
+            std::string::npos)
+      << d.reason;
+  f.data = DataStatus::kUpToDate;
+  EXPECT_EQ(PrimCommand(f), "hakit prim -m demo");
+  d = Decide(f, {EventKind::kForcePrim, ""});
+  EXPECT_FALSE(d.no_change) << d.refused;
 }
 
 TEST(MirrorFsmTable, Names) {

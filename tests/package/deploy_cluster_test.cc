@@ -17,16 +17,6 @@ using package::testing::ZipWriter;
 
 class DeployTest : public RigTest {
  protected:
-  // `hakit --root NODE_ROOT ARGS...` in the node's network namespace.
-  testbed::CommandOutput Cli(const std::string& node, std::vector<std::string> args) {
-    std::vector<std::string> argv = {HAKIT_BINARY_DIR "/bin/hakit", "--root",
-                                     rig_->LayoutOf(node).root().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = rig_->bed().RunIn(rig_->bed().NodeNamespace(node), argv, 60s);
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? *r : testbed::CommandOutput{};
-  }
-
   std::string ConfigHash(const std::string& node) {
     auto m = rig_->ModuleState(node);
     return m.ok() ? m->value("details", nlohmann::json::object()).value("config_hash", "") : "";

@@ -8,9 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -237,6 +239,35 @@ TEST(DirtyMap, PastItsBoundItIsNoLongerValid) {
   EXPECT_FALSE(d.valid());
 }
 
+// What a synchronisation from the map sends, for its progress: noted zones
+// (within the file), whole files, subtrees once at their top.
+TEST(DirtyMap, EstimatesTheBytesToSend) {
+  DirtyMap d(65536);
+  d.Reset(1);
+  d.Note(OpKind::kWrite, "f", "", 0, 10);             // zone 0
+  d.Note(OpKind::kWrite, "f", "", 65536 * 5, 65536);  // zone 5
+  d.Note(OpKind::kWrite, "tail", "", 65536 * 2, 5);   // zone 2 of a shorter file
+  d.Note(OpKind::kCreate, "new", "", 0, 0);
+  d.Note(OpKind::kRename, "x", "t", 0, 0);
+  d.Note(OpKind::kRename, "y", "t/inner", 0, 0);  // below t: counted with t
+  d.Note(OpKind::kWrite, "t/w", "", 0, 1);        // below t too
+  d.Note(OpKind::kChmod, "meta", "", 0, 0);       // nothing to send
+  const std::map<std::string, std::uint64_t> sizes = {
+      {"f", 1 << 20}, {"tail", 65536 * 2 + 100}, {"new", 7000}, {"t", 300000}, {"x", 0},
+      {"y", 0}};
+  std::vector<std::string> asked;
+  auto size_of = [&](const std::string& p) -> std::uint64_t {
+    asked.push_back(p);
+    auto it = sizes.find(p);
+    return it == sizes.end() ? 0 : it->second;
+  };
+  EXPECT_EQ(d.EstimateBytes(size_of), 2u * 65536 + 100 + 7000 + 300000);
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "t/inner"), 0);
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "t/w"), 0);
+  d.Reset(2);
+  EXPECT_EQ(d.EstimateBytes(size_of), 0u);
+}
+
 // ------------------------------------------------------------ manifest
 
 bool Write(const std::string& path, const std::string& data, mode_t mode = 0644) {
@@ -425,6 +456,12 @@ TEST_F(SyncTest, MakesAStaleMirrorIdenticalSendingOnlyWhatDiffers) {
   EXPECT_GE(progress.bytes_compared.load(), big.size());
   // One zone of big, and the small files; not the 4 MiB.
   EXPECT_LE(progress.bytes_sent.load(), 65536u + 4096u);
+  // Every byte of the primary's files is compared, as the total said (the
+  // second name of a hard link counted there, not read).
+  EXPECT_FALSE(progress.by_record.load());
+  EXPECT_EQ(progress.bytes_done.load(), progress.bytes_compared.load());
+  EXPECT_GE(progress.bytes_total.load(), progress.bytes_done.load());
+  EXPECT_LE(progress.bytes_total.load(), progress.bytes_done.load() + 6);
   Settle();
   ExpectSameTrees();
 }
@@ -591,6 +628,9 @@ TEST_F(SyncTest, RecordedChangesAloneAreSentAndTheTreesEndIdentical) {
   o.record = &dirty;
   o.generation = 5;
   ASSERT_TRUE(RunTreeSync(o, &first).ok());  // by checksums: nothing noted yet
+  // The comparison's total is every byte of the primary's files, all read.
+  EXPECT_EQ(first.bytes_total.load(), (4u << 20) + 3 * (3u << 20));
+  EXPECT_EQ(first.bytes_done.load(), first.bytes_total.load());
   ASSERT_TRUE(dirty.valid());
   // The secondary goes away; the primary changes two zones of big alone.
   const std::uint16_t port = receiver_->port();

@@ -1,4 +1,5 @@
 // Commands carried out by the running daemon, over the control socket.
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -79,6 +80,39 @@ void PrintChecks(std::ostream& out, const nlohmann::json& c) {
       << (c.value("failover", true) ? "on" : "off") << "\n";
 }
 
+std::string Mib(std::uint64_t bytes) {
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / (1 << 20) << " MiB";
+  return o.str();
+}
+
+// The primary's synchronisation of its secondary, while it runs or when it
+// failed: "synchronisation: running (checksums), 120.0 MiB of 384.0 MiB (31 %),
+// 52.3 MiB/s, about 5.0 s left".
+void PrintSync(std::ostream& out, const nlohmann::json& module) {
+  const nlohmann::json details = module.value("details", nlohmann::json::object());
+  const nlohmann::json repl = details.value("replication", nlohmann::json::object());
+  if (!repl.contains("sync")) return;
+  const nlohmann::json& sync = repl["sync"];
+  const std::string state = sync.value("state", "none");
+  if (state != "running" && state.rfind("failed", 0) != 0) return;
+  out << "  synchronisation: " << state;
+  if (state == "running") {
+    const std::uint64_t total = sync.value("bytes_total", std::uint64_t{0});
+    const std::uint64_t done = sync.value("bytes_done", std::uint64_t{0});
+    out << " (" << sync.value("method", "?") << "), " << Mib(done) << " of " << Mib(total);
+    if (total > 0) out << " (" << std::min<std::uint64_t>(100, done * 100 / total) << " %)";
+    out << ", " << Mib(sync.value("rate_bps", std::uint64_t{0})) << "/s";
+    if (sync.contains("eta_s")) {
+      const double eta = sync["eta_s"].get<double>();
+      std::ostringstream left;
+      left << std::fixed << std::setprecision(eta < 10 ? 1 : 0) << eta;
+      out << ", about " << left.str() << " s left";
+    }
+  }
+  out << "\n";
+}
+
 void PrintState(std::ostream& out, const nlohmann::json& data, bool verbose) {
   out << "node " << data.value("node", "?") << "\n";
   for (const auto& m : data.value("modules", nlohmann::json::array())) {
@@ -94,6 +128,7 @@ void PrintState(std::ostream& out, const nlohmann::json& data, bool verbose) {
     out << "\n";
     if (!m.value("wait_reason", "").empty()) out << "  waiting: " << m["wait_reason"].get<std::string>() << "\n";
     if (!m.value("reason", "").empty()) out << "  last: " << m["reason"].get<std::string>() << "\n";
+    PrintSync(out, m);
     if (m.contains("summary")) {
       const auto& s = m["summary"];
       out << "  history: " << s.value("failovers", 0) << " failovers, " << s.value("swaps", 0)

@@ -9,7 +9,9 @@
 //    stop hooks and stop_both, not poststop; leaving WAIT runs start_both.
 //  - A node becomes primary on its own only with data it may trust: kUpToDate,
 //    or kUnknown when nothing better is known (a fresh node alone, as SafeKit
-//    lets it; a fresh pair by election). kStale never; `hakit prim` overrides.
+//    lets it; a fresh pair by election). kStale never; `hakit prim --force`
+//    overrides (plain `hakit prim` is refused on stale or diverged data: the
+//    operator must say that this copy wins over whatever the peer holds).
 //    An election winner without up-to-date data facing a stale loser waits
 //    too: it might wipe what the loser holds.
 //  - A peer that is visible and primary, or visible and busy, holds us back
@@ -66,6 +68,14 @@ const char* DataName(DataStatus d) {
       return "never synchronised";
   }
   return "?";
+}
+
+// Stale and diverged data become primary only by the operator's --force.
+bool NeedsForce(DataStatus d) { return d == DataStatus::kStale || d == DataStatus::kDiverged; }
+
+std::string PrimCommandFor(const Facts& f, bool force) {
+  return std::string("hakit prim") + (force ? " --force" : "") +
+         (f.config.module.empty() ? std::string() : " -m " + f.config.module);
 }
 
 std::string PeerName(const Facts& f) {
@@ -239,7 +249,8 @@ Decision SplitBrain(const Facts& f) {
   Decision d = Go(State::kWait, StopSteps(f.state, State::kWait), "stop", "split_brain",
                   "split brain: " + LocalName(f) + " and " + PeerName(f) +
                       " are both primary; the application is stopped on both and their data "
-                      "may have diverged: use hakit prim on the node whose data to keep");
+                      "may have diverged: run " + PrimCommandFor(f, true) +
+                      " on the node whose data to keep");
   d.set_data = DataStatus::kDiverged;
   return d;
 }
@@ -275,13 +286,13 @@ Decision HandOver(const Facts& f, std::string kind, std::string reason) {
 Decision GoAloneIfDataAllows(const Facts& f, const std::string& context) {
   if (f.data == DataStatus::kStale) {
     return NoChange(f, context +
-                           ": data may be stale: the peer was primary after this node; use hakit "
-                           "prim on the node you trust");
+                           ": data may be stale: the peer was primary after this node; start the "
+                           "module there, or run " + PrimCommand(f) + " to trust this copy");
   }
   if (f.data == DataStatus::kUnknown && f.peer.visible && f.peer.data == DataStatus::kUpToDate) {
     return NoChange(f, context + ": peer " + PeerName(f) +
                            " holds up-to-date data and this node never synchronised: start the "
-                           "module there, or use hakit prim here");
+                           "module there, or use " + PrimCommand(f) + " here");
   }
   return Go(State::kAlone, StartSteps(f.state, State::kAlone), "start", "state_change",
             context + ": starting ALONE (data " + DataName(f.data) + ")");
@@ -295,15 +306,15 @@ Decision EvaluateWait(const Facts& f, bool expired) {
     // Only the operator's choice ends a divergence. `hakit prim` on the other
     // node makes its data overrule ours: the daemon then reports this copy
     // as merely stale, and it follows as SECOND by the usual rule.
-    return NoChange(f, "data diverged from " + PeerName(f) +
-                           " (both ran ALONE): use hakit prim on the node whose data to keep");
+    return NoChange(f, "data diverged from " + PeerName(f) + " (both ran ALONE): run " +
+                           PrimCommandFor(f, true) + " on the node whose data to keep");
   }
   if (f.local_wait) return NoChange(f, "a local resource is down: waiting until it is up");
   if (!p.visible) {
     if (!expired) return NoChange(f, "waiting for the peer");
     if (f.witness == Witness::kUnreachable) {
       return NoChange(f, "no peer and no witness reachable: waiting (the peer may run the "
-                         "application); use hakit prim to start here");
+                         "application); use " + PrimCommand(f) + " to start here");
     }
     return GoAloneIfDataAllows(f, "wait expired, no peer");
   }
@@ -326,7 +337,8 @@ Decision EvaluateWait(const Facts& f, bool expired) {
       if (!WinnerMayStart(winner, loser)) {
         return NoChange(f, std::string("cannot tell which node holds the newest data (") +
                                LocalName(f) + ": " + DataName(f.data) + ", " + peer + ": " +
-                               DataName(p.data) + "): use hakit prim on the node you trust");
+                               DataName(p.data) + "): use " + PrimCommandFor(f, false) +
+                               " on the node you trust (with --force if its data is stale)");
       }
       if (!e.local_wins) {
         return NoChange(f, "election: " + peer + " is to be primary (" + e.why + ")");
@@ -351,11 +363,12 @@ Decision EvaluateWait(const Facts& f, bool expired) {
 Decision TakeOver(const Facts& f, const std::string& why, std::string kind) {
   if (!f.config.failover) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
-              why + ", failover=off: waiting; use hakit prim to start here");
+              why + ", failover=off: waiting; use " + PrimCommand(f) + " to start here");
   }
   if (f.data == DataStatus::kStale || f.data == DataStatus::kDiverged) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
-              why + ", data not synchronised: waiting; use hakit prim on the node you trust");
+              why + ", data not synchronised: waiting; " + PrimCommand(f) +
+                  " here only if you trust this copy");
   }
   if (f.local_wait) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
@@ -364,7 +377,7 @@ Decision TakeOver(const Facts& f, const std::string& why, std::string kind) {
   if (!f.peer.visible && f.witness == Witness::kUnreachable) {
     return Go(State::kWait, StopSteps(f.state, State::kWait), "stop", std::move(kind),
               why + ", no witness reachable: waiting (the peer may be the side that reaches "
-                    "it); use hakit prim to start here");
+                    "it); use " + PrimCommand(f) + " to start here");
   }
   return Go(State::kAlone, PromoteSteps(), "failover", "failover", why + ": failover");
 }
@@ -487,7 +500,7 @@ Decision OnRestart(const Facts& f, std::string reason) {
   return d;
 }
 
-Decision OnForcePrim(const Facts& f) {
+Decision OnForcePrim(const Facts& f, bool force) {
   if (IsPrimary(f.state)) return NoChange(f, "already primary");
   const std::string peer = PeerName(f);
   if (PeerIsPrimary(f)) {
@@ -496,7 +509,20 @@ Decision OnForcePrim(const Facts& f) {
   if (PeerIsBusy(f)) {
     return Refuse(f, "prim refused: peer " + peer + " is in transition: retry when it settles");
   }
-  std::string reason = "prim: forced by the operator";
+  // This copy would become the reference: what the peer holds beyond it
+  // (newer writes, or its side of a split brain) would be overwritten.
+  if (!force && f.data == DataStatus::kStale) {
+    return Refuse(f, "prim refused: this node's data is stale (" + peer +
+                         " was primary after it, or its synchronisation has not ended); " +
+                         PrimCommandFor(f, true) +
+                         " makes this copy the reference and the peer's newer changes are lost");
+  }
+  if (!force && f.data == DataStatus::kDiverged) {
+    return Refuse(f, "prim refused: this node's data diverged from " + peer +
+                         "'s (both ran ALONE); " + PrimCommandFor(f, true) +
+                         " on the node whose data to keep makes it the winner");
+  }
+  std::string reason = force ? "prim --force: forced by the operator" : "prim: by the operator";
   if (f.data != DataStatus::kUpToDate) {
     reason += std::string(" (data was ") + DataName(f.data) + ")";
   }
@@ -695,7 +721,7 @@ Decision Decide(const Facts& facts, const Event& event) {
     case EventKind::kSwap:
       return OnSwap(f);
     case EventKind::kForcePrim:
-      return OnForcePrim(f);
+      return OnForcePrim(f, event.detail == "force");
     case EventKind::kForceSecond:
       return OnForceSecond(f);
     case EventKind::kPeerChanged:
@@ -712,6 +738,10 @@ Decision Decide(const Facts& facts, const Event& event) {
       break;  // handled above
   }
   return NoChange(f);
+}
+
+std::string PrimCommand(const Facts& facts) {
+  return PrimCommandFor(facts, NeedsForce(facts.data));
 }
 
 }  // namespace hakit::cluster

@@ -412,6 +412,7 @@ class Daemon : public cluster::HeartbeatListener {
     cluster::Facts facts = LoadFacts(m);
     facts.config.failover = m.config.service.failover;
     facts.config.local_name = node_;
+    facts.config.module = name;
     switch (m.config.service.default_prim) {
       case config::DefaultPrim::kNode: facts.config.default_prim = m.config.service.default_prim_node; break;
       case config::DefaultPrim::kLastPrim: facts.config.default_prim = "lastprim"; break;
@@ -659,16 +660,20 @@ class Daemon : public cluster::HeartbeatListener {
     if (v.config_matches) {
       if (auto rel = RelateGenerations(m, info)) {
         v.data = rel->peer;
-        if (rel->local == cluster::DataStatus::kDiverged &&
-            m.controller->facts().data != cluster::DataStatus::kDiverged) {
-          std::string msg = "data diverged: this node's generation " +
-                            std::to_string(m.generations.current) + " and " + peer_ + "'s " +
-                            std::to_string(info.generation) +
-                            " both changed alone; use hakit prim on the node whose data to keep";
+        const std::pair<std::uint64_t, std::uint64_t> gens{m.generations.current, info.generation};
+        if (rel->local == cluster::DataStatus::kDiverged && m.divergence_reported != gens) {
+          m.divergence_reported = gens;
+          const std::string command = "hakit prim --force -m " + module;
+          std::string msg = "data diverged: generation " + std::to_string(m.generations.current) +
+                            " on " + node_ + " and " + std::to_string(info.generation) + " on " +
+                            peer_ + " both changed alone; choose the winner: run `" + command +
+                            "` on the node whose data to keep (the other is then synchronised "
+                            "from it and lists what it loses)";
           log_->Error("module " + module + ": " + msg);
           Record(module, "split_brain", "", "", msg,
                  {{"local_generation", m.generations.current},
-                  {"peer_generation", info.generation}});
+                  {"peer_generation", info.generation},
+                  {"command", command}});
         }
         m.controller->SetData(rel->local);
       }
@@ -708,7 +713,8 @@ class Daemon : public cluster::HeartbeatListener {
                         std::to_string(cluster_.port) +
                         ": the node is up and its hakitd is not; the application may still run "
                         "there, so this node does not take over (check " + peer_ +
-                        ", or use hakit prim here)";
+                        ", or use " + cluster::PrimCommand(it->second->controller->facts()) +
+                        " here)";
       log_->Error(msg);
       it->second->context->Log(sdk::LogLevel::kError, msg);
       Record(module, "peer_lost", "", "", msg, {{"peer_host_alive", true}});
@@ -878,16 +884,35 @@ class Daemon : public cluster::HeartbeatListener {
         return;
       }
       auto& c = *it->second->controller;
+      const bool force = a->second == EventKind::kForcePrim && r.args.value("force", false);
+      const bool fullsync = a->second == EventKind::kForceSecond && r.args.value("fullsync", false);
+      std::string command = r.command + (force ? " --force" : "") + (fullsync ? " --fullsync" : "");
       // hakit prim makes this node's data the reference: its next
-      // generation overrules whatever the peer did alone.
+      // generation overrules whatever the peer did alone (set before the
+      // steps can run, withdrawn if refused).
       if (a->second == EventKind::kForcePrim) it->second->overrule_peer = true;
       std::string before = cluster::StateName(c.facts().state);
-      std::string refused = c.Handle({a->second, r.command});
+      std::string refused;
+      if (fullsync) {
+        refused = FullSync(*it->second);
+      } else {
+        refused = c.Handle({a->second, force ? "force" : r.command});
+      }
+      if (a->second == EventKind::kForcePrim && !refused.empty()) {
+        it->second->overrule_peer = false;
+        // The refusal says why; the generations say how far apart the copies are.
+        const cluster::PeerInfo* p = heartbeats_ ? heartbeats_->Peer(r.module) : nullptr;
+        if (p != nullptr && p->generation != 0) {
+          refused += " (generation " + std::to_string(it->second->generations.current) +
+                     " here, " + std::to_string(p->generation) + " on " + peer_ + ")";
+        }
+      }
       // The operator took the module in hand: the restart policy starts over.
       if (refused.empty() && it->second->checks) it->second->checks->ResetLoops();
       Record(r.module, "operator_command", before, cluster::StateName(c.facts().target),
-             "hakit " + r.command + (refused.empty() ? "" : ": " + refused),
-             {{"command", r.command}, {"refused", !refused.empty()}});
+             "hakit " + command + (refused.empty() ? "" : ": " + refused),
+             {{"command", r.command}, {"force", force}, {"fullsync", fullsync},
+              {"refused", !refused.empty()}});
       if (!refused.empty()) {
         reply(Response::Fail(r.command + " " + r.module + ": " + refused));
         return;
@@ -899,6 +924,23 @@ class Daemon : public cluster::HeartbeatListener {
     }
     if (HandleChecksCommand(r, reply)) return;
     reply(Response::Fail("hakitd does not know the command '" + r.command + "'", 2));
+  }
+
+  // hakit second --fullsync: this node's copy is compared with the
+  // primary's by checksums of both trees, whatever record of changes exists.
+  // The replication forgets that the copy is complete, then the node becomes
+  // SECOND (from STOP or WAIT), or leaves and re-enters SECOND (already
+  // SECOND: its receiver starts afresh, so the primary pairs again).
+  std::string FullSync(ModuleRuntime& m) {
+    auto& c = *m.controller;
+    if (!m.replication) return "second --fullsync refused: module " + m.name + " replicates no dir";
+    if (cluster::IsPrimary(c.facts().state)) {
+      return "second --fullsync refused: this node is primary; use swap or stop";
+    }
+    if (c.facts().busy) return "second --fullsync refused: a transition is running: retry when it settles";
+    m.replication->RequestFullSync();
+    if (c.facts().state == State::kSecond) return c.Handle({EventKind::kRestart, "second --fullsync"});
+    return c.Handle({EventKind::kForceSecond, "second"});
   }
 
   // hakit set, errd, checker, failover, resetloop.

@@ -102,6 +102,12 @@ std::string ModuleController::Handle(const Event& event) {
   }
   if (d.no_change) {
     if (IsOperatorCommand(event.kind) && !d.reason.empty()) last_reason_ = d.reason;
+    // The start-up wait ran out and the node still waits: say why (stale
+    // data, no witness...) rather than "waiting for the peer".
+    if (event.kind == EventKind::kWaitExpired && facts_.state == State::kWait && !d.reason.empty()) {
+      SetWaitReason(State::kWait, d.reason);
+      Log(sdk::LogLevel::kWarning, d.reason);
+    }
     return {};
   }
   Apply(d, event);
@@ -361,7 +367,8 @@ void ModuleController::PeerLost(bool peer_host_alive, std::chrono::milliseconds 
     Handle({EventKind::kPeerLost, {}});
     facts_.config.failover = failover;
     wait_override_ = "the peer's node is up but its hakitd is not: the application may still run "
-                     "there; check it, then hakit prim on the node to trust";
+                     "there; check it, then " + cluster::PrimCommand(facts_) +
+                     " here if this node is to run it";
     if (facts_.state == State::kWait) wait_reason_ = wait_override_;
     return;
   }

@@ -487,6 +487,11 @@ Status ModuleReplication::BecomeSecond() {
     std::filesystem::remove(settings_.clean_marker, ec);
     replica_clean_ = what == "clean" || what == "primary";
   }
+  if (full_sync_requested_.exchange(false)) {
+    replica_clean_ = false;
+    Log(sdk::LogLevel::kInfo, "full synchronisation asked by the operator: this copy is "
+                              "announced incomplete, the primary compares both trees");
+  }
   auto suspect = std::make_shared<
       std::vector<std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>>>();
   bool any_suspect = false;
@@ -703,6 +708,15 @@ void ModuleReplication::Leave() {
   Log(sdk::LogLevel::kInfo, "replicated dir(s) unmounted");
 }
 
+void ModuleReplication::RequestFullSync() {
+  full_sync_requested_ = true;
+  replica_clean_ = false;
+  if (!settings_.clean_marker.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(settings_.clean_marker, ec);
+  }
+}
+
 nlohmann::json ModuleReplication::StatusJson() const {
   std::lock_guard lock(mu_);
   nlohmann::json j = {{"dirs", settings_.dirs},
@@ -737,6 +751,14 @@ nlohmann::json ModuleReplication::StatusJson() const {
         j["sync"]["entries"] = progress_->entries.load();
         j["sync"]["bytes_compared"] = progress_->bytes_compared.load();
         j["sync"]["bytes_sent"] = progress_->bytes_sent.load();
+        // Every dir's pass under way: done of total, the rate, the time left.
+        j["sync"]["method"] = progress_->by_record ? "record" : "checksums";
+        j["sync"]["bytes_total"] = progress_->bytes_total.load();
+        j["sync"]["bytes_done"] = progress_->bytes_done.load();
+        j["sync"]["rate_bps"] = static_cast<std::uint64_t>(progress_->rate());
+        if (auto eta = progress_->eta_seconds(); eta && sync_state_ == "running") {
+          j["sync"]["eta_s"] = *eta;
+        }
       }
       break;
     }

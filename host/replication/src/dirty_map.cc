@@ -280,6 +280,59 @@ DirtyMap::Zones DirtyMap::Of(const std::string& path) const {
   return it == files_.end() ? Zones{} : it->second;
 }
 
+std::uint64_t DirtyMap::EstimateBytes(
+    const std::function<std::uint64_t(const std::string&)>& size_of) const {
+  // A copy of the little it needs, so that writers noting changes never wait
+  // for the file system.
+  struct File {
+    std::string path;
+    bool whole;
+    std::uint64_t zones;  // how many
+    std::uint64_t last;   // the highest zone index
+  };
+  std::vector<File> files;
+  std::vector<std::string> subtrees;
+  {
+    std::lock_guard lock(mu_);
+    files.reserve(files_.size());
+    for (const auto& [path, z] : files_) {
+      files.push_back({path, z.whole, z.zones.size(), z.zones.empty() ? 0 : *z.zones.rbegin()});
+    }
+    subtrees.assign(subtrees_.begin(), subtrees_.end());
+  }
+  auto below_subtree = [&](const std::string& path) {
+    for (std::size_t i = 1; i <= path.size(); ++i) {
+      if ((i == path.size() || path[i] == '/') &&
+          std::binary_search(subtrees.begin(), subtrees.end(), path.substr(0, i))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::uint64_t total = 0;
+  for (const auto& t : subtrees) {
+    // Nested subtrees count once, at the outermost.
+    if (t.find('/') == std::string::npos || !below_subtree(t.substr(0, t.rfind('/')))) {
+      total += size_of(t);
+    }
+  }
+  for (const auto& f : files) {
+    if (below_subtree(f.path) || (!f.whole && f.zones == 0)) continue;
+    const std::uint64_t size = size_of(f.path);
+    if (f.whole) {
+      total += size;
+      continue;
+    }
+    // Whole zones, but for the highest one where the file ends before it
+    // (the zones below it are whole unless the file shrank, which a
+    // truncate notes as whole).
+    const std::uint64_t start = f.last * zone_size_;
+    const std::uint64_t last = size <= start ? 0 : std::min<std::uint64_t>(zone_size_, size - start);
+    total += (f.zones - 1) * zone_size_ + last;
+  }
+  return total;
+}
+
 void DirtyMap::Reset(std::uint64_t generation) {
   std::lock_guard lock(mu_);
   other_changes_ = false;

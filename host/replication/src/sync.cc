@@ -739,6 +739,7 @@ class Walk {
           std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(zone, size - off));
           std::size_t got = ReadAt(fd, buf, off, want);
           if (progress_) progress_->bytes_compared += got;
+          if (o_.dirty == nullptr) Done(got);
           if (m && index < m->zones.size() && m->zones[index] == HashZone(buf.data(), got)) {
             continue;
           }
@@ -801,16 +802,60 @@ class Walk {
       progress_->bytes_sent += got;
       progress_->zones_sent++;
     }
+    if (o_.dirty != nullptr) Done(got);
   }
 
+  // Bytes of the pass's total handled (SyncProgress::bytes_done).
+  void Done(std::uint64_t n) {
+    done_ += n;
+    if (progress_) progress_->bytes_done += n;
+  }
+
+ public:
+  std::uint64_t done() const { return done_; }
+
+ private:
   const TreeSyncOptions& o_;
   const Manifest& m_;
   SyncProgress* progress_;
+  std::uint64_t done_ = 0;
   const int root_;
   Status error_ = Status::Ok();
   bool stopped_ = false;
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
 };
+
+}  // namespace
+
+namespace {
+
+// What a pass has to handle, for its progress (SyncProgress::bytes_total):
+// the record's estimate, or every regular file below the root. Read outside
+// the walk's steps: an estimate of a tree that keeps changing.
+std::uint64_t PassBytes(const TreeSyncOptions& o) {
+  const int root = o.mount->real_dir_fd();
+  auto bytes_at = [&](const std::string& rel) -> std::uint64_t {
+    struct stat st{};
+    if (::fstatat(root, rel.empty() ? "." : rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    if (S_ISREG(st.st_mode)) return static_cast<std::uint64_t>(st.st_size);
+    if (!S_ISDIR(st.st_mode)) return 0;
+    int fd = rel.empty() ? root : ::openat(root, rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    std::uint64_t sum = 0;
+    DescribeTree(
+        fd, o.zone_size,
+        [&](ManifestEntry&& e) {
+          if (e.IsRegular() && (o.filter == nullptr || !o.filter->Excluded(Join(rel, e.path)))) {
+            sum += e.size;
+          }
+          return Status::Ok();
+        },
+        /*hash_zones=*/false);
+    if (fd != root) ::close(fd);
+    return sum;
+  };
+  return o.dirty != nullptr ? o.dirty->EstimateBytes(bytes_at) : bytes_at("");
+}
 
 }  // namespace
 
@@ -821,8 +866,13 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
   auto give_up = [&] {
     return (o.stop && o.stop()) || o.sender->state() != SenderState::kReplicating;
   };
+  std::uint64_t last_total = 0;  // this dir's share of progress->bytes_total
   for (int pass = 1; pass <= o.max_passes; ++pass) {
     if (progress) progress->passes++;
+    // The pass's total, summed before it starts (changes meanwhile are noted
+    // or passed as before), so that neither the writers nor the walk wait
+    // for it once the secondary has described its tree.
+    const std::uint64_t total = progress ? PassBytes(o) : 0;
     o.manifests->Reset(o.dir_index);
     o.mount->RunExclusive([&] {
       o.gate->BeginSync();
@@ -839,6 +889,8 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
         (o.dirty != nullptr ? "sending what changed (" + std::to_string(o.dirty->entries()) +
                                   " noted zones and files)"
                             : std::string("comparing by checksums")));
+    if (progress) progress->BeginPass(total, last_total, o.dirty != nullptr);
+    last_total = total;
     Walk walk(o, *manifest, progress);
     auto end = walk.Run();
     if (!end.ok()) return end.status();
@@ -846,6 +898,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
     if (*end == Walk::End::kAborted) {
       log("a change moved content the secondary lacks into the part already compared: "
           "comparing again");
+      if (progress) progress->bytes_done -= walk.done();  // counted again by the next pass
       continue;
     }
     std::uint64_t ticket = 0;

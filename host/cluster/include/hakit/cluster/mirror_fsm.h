@@ -53,7 +53,8 @@ enum class DataStatus {
   kUnknown,   // never synchronised (fresh install): primary only by election
   // Both nodes changed the data without each other (both ran ALONE): never
   // merged silently, never primary on its own; the operator picks the
-  // winner (hakit prim there); the other one then resynchronises from it.
+  // winner (hakit prim --force there); the other one then resynchronises
+  // from it.
   kDiverged,
 };
 
@@ -88,6 +89,7 @@ struct FsmConfig {
   // defaultprim: "alone" (no preference), "lastprim", or a node name.
   std::string default_prim = "alone";
   std::string local_name;  // this node's name
+  std::string module;      // the module's name, for the commands reasons name
 };
 
 enum class EventKind {
@@ -97,7 +99,9 @@ enum class EventKind {
   kRestart,      // hakit restart: stop and start the application locally
   kStopStart,    // hakit stopstart: full module stop then start, peer may take over
   kSwap,         // hakit swap: move the primary role to the peer
-  kForcePrim,    // hakit prim: become primary whatever the data says
+  // hakit prim: become primary although the peer does not run it. Refused
+  // on stale or diverged data unless the detail is "force" (--force).
+  kForcePrim,
   kForceSecond,  // hakit second: become secondary
   // Cluster facts.
   // A heartbeat changed the peer view (state, flags, visibility gained).
@@ -125,7 +129,7 @@ struct Event {
   EventKind kind;
   // For kStepsFailed: which step failed, as StepName() spells it. For
   // kLocalFailure: the action asked ("restart", "stopstart", "failover", "stop",
-  // "wait").
+  // "wait"). For kForcePrim: "force" when the operator gave --force.
   std::string detail;
   // For kLocalFailure: what was detected ("proc.app down for 1200 ms"), for
   // the reason the transition records.
@@ -184,6 +188,11 @@ struct Decision {
   // `hakit prim` (the operator declared this node's data the reference).
   std::optional<DataStatus> set_data;
 };
+
+// The operator's command that makes this node primary, as the reasons and
+// refusals spell it: "hakit prim -m MODULE", with --force when the node's
+// data is stale or diverged (kForcePrim refuses those without it).
+std::string PrimCommand(const Facts& facts);
 
 // The whole state machine. Pure: same facts and event, same decision.
 Decision Decide(const Facts& facts, const Event& event);

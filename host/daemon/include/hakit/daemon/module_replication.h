@@ -120,6 +120,12 @@ class ModuleReplication : public ReplicationSeam {
   // sender is replicating, no synchronisation is pending, and no change was
   // made since the last one (or the pairing) while not replicating.
   bool SecondHoldsEverything() const;
+  // `hakit second --fullsync`: this node's copy is no longer taken as
+  // complete. The clean marker goes, and the next BecomeSecond() announces
+  // an inconsistent copy whatever marker a Leave() wrote meanwhile, so that
+  // the primary compares both trees by checksums instead of trusting its
+  // record. Lasts until that BecomeSecond() or the daemon's end.
+  void RequestFullSync();
   // For `hakit state`: role, sender or receiver state and counters.
   nlohmann::json StatusJson() const;
 
@@ -175,6 +181,7 @@ class ModuleReplication : public ReplicationSeam {
   std::atomic<bool> leaving_{false};
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> replica_clean_{false};  // see ReplicationSettings::clean_marker
+  std::atomic<bool> full_sync_requested_{false};  // see RequestFullSync()
 };
 
 }  // namespace hakit::daemon

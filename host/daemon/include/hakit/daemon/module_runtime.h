@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hakit/cluster/heartbeat_codec.h"
@@ -70,6 +71,9 @@ struct ModuleRuntime {
   // Set by `hakit prim`: the next generation overrules the peer's.
   bool overrule_peer = false;
   int config_match_reported = 0;
+  // The divergence last reported (this node's generation, the peer's):
+  // each one reaches the log and the history once.
+  std::pair<std::uint64_t, std::uint64_t> divergence_reported{0, 0};
   struct Summary {
     int failovers = 0;
     int swaps = 0;

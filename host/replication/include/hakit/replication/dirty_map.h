@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -84,6 +85,11 @@ class DirtyMap {
   // Zones, files and subtrees noted, plus one for any other change: 0 means
   // nothing changed at all.
   std::size_t entries() const;
+  // The bytes a synchronisation from this map sends, estimated: noted zones
+  // (at most the file's size), whole files and subtrees as `size_of` (the
+  // regular-file bytes at a path, 0 when it is gone) says. `size_of` runs
+  // without the map's lock held.
+  std::uint64_t EstimateBytes(const std::function<std::uint64_t(const std::string&)>& size_of) const;
 
  private:
   // Counts new entries; past the bound the map becomes invalid, and the

@@ -165,13 +165,53 @@ class ManifestCollector {
   std::map<std::uint8_t, Pending> pending_;
 };
 
-// Counters of a synchronisation, readable while it runs.
+// Counters of a synchronisation, readable while it runs (any thread).
 struct SyncProgress {
+  using Clock = std::chrono::steady_clock;
+
   std::atomic<std::uint64_t> entries{0};  // entries walked
   std::atomic<std::uint64_t> bytes_compared{0};
   std::atomic<std::uint64_t> bytes_sent{0};  // zone data sent
   std::atomic<std::uint64_t> zones_sent{0};
   std::atomic<std::uint64_t> passes{0};  // walks started (restarts included)
+
+  // What the synchronisation has to handle, summed over the dirs it
+  // synchronises (nbrei of them at once): the current pass's estimate of
+  // each, made when the pass starts. With a record of what changed, what the
+  // record says must travel (noted zones, whole files), and bytes_done
+  // counts bytes sent; without one, the primary's regular-file bytes, all
+  // read and compared, and bytes_done counts bytes compared. A pass that
+  // restarts takes its bytes back out of both. The tree changes meanwhile,
+  // so done may end a little below or above total.
+  std::atomic<std::uint64_t> bytes_total{0};
+  std::atomic<std::uint64_t> bytes_done{0};
+  std::atomic<bool> by_record{false};
+  std::atomic<Clock::rep> started{0};  // Clock ticks of the first pass; 0: none yet
+
+  // Called by RunTreeSync when a dir's pass starts walking: `total` replaces
+  // `previous`, that dir's last pass's estimate (0 for its first).
+  void BeginPass(std::uint64_t total, std::uint64_t previous, bool record) {
+    by_record = record;
+    bytes_total += total;
+    bytes_total -= previous;
+    Clock::rep none = 0;
+    started.compare_exchange_strong(none, Clock::now().time_since_epoch().count());
+  }
+  // Bytes per second since the first pass began; 0 before it, or in its
+  // first 50 ms (too short to say).
+  double rate(Clock::time_point now = Clock::now()) const {
+    const Clock::rep start = started.load();
+    if (start == 0) return 0;
+    const double s = std::chrono::duration<double>(now - Clock::time_point(Clock::duration(start))).count();
+    return s < 0.05 ? 0 : static_cast<double>(bytes_done.load()) / s;
+  }
+  // Seconds left at the current rate; nullopt while the rate is unknown.
+  std::optional<double> eta_seconds(Clock::time_point now = Clock::now()) const {
+    const double r = rate(now);
+    if (r <= 0) return std::nullopt;
+    const std::uint64_t total = bytes_total.load(), done = bytes_done.load();
+    return done >= total ? 0.0 : static_cast<double>(total - done) / r;
+  }
 };
 
 struct TreeSyncOptions {
