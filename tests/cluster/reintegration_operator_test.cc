@@ -237,5 +237,37 @@ TEST_F(ReintegrationOperatorTest, StaleNodeBecomesPrimaryOnlyWithForce) {
   EXPECT_TRUE(rig_->HasVip(second_));
 }
 
+// A secondary stopped cleanly (its daemon too) while in step with its
+// primary, which then carried on alone and stopped: started alone, it must
+// not trust its old "up to date" (it waits for the peer or the operator).
+TEST_F(ReintegrationOperatorTest, SecondaryStoppedCleanlyDoesNotStartAloneOnOldData) {
+  Pair();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(rig_->Command(second_, "stop").ok());
+  ASSERT_TRUE(rig_->WaitState(second_, State::kStop, 15s).ok());
+  ASSERT_TRUE(rig_->StopDaemon(second_).ok());
+  ASSERT_TRUE(rig_->WaitState(prim_, State::kAlone, 15s).ok());
+  OnPrimary("echo only-on-the-primary > newer");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(rig_->StopDaemon(prim_).ok());
+  ASSERT_TRUE(rig_->StartDaemon(second_).ok());
+  ASSERT_TRUE(rig_->Command(second_, "start").ok());
+  nlohmann::json m;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto s = rig_->ModuleState(second_);
+        if (s.ok()) m = *s;
+        return s.ok() && m.value("wait_reason", "").find("--force") != std::string::npos;
+      },
+      15s))
+      << m.dump();
+  std::this_thread::sleep_for(2 * rig_->options().timeout);
+  auto st = rig_->ModuleState(second_);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->value("state", ""), "WAIT") << st->dump();
+  EXPECT_EQ(st->at("details").value("data", ""), "stale") << st->dump();
+  EXPECT_FALSE(rig_->HasVip(second_));
+}
+
 }  // namespace
 }  // namespace hakit::rig

@@ -462,6 +462,11 @@ class Daemon : public cluster::HeartbeatListener {
       f.was_last_prim = true;
     } else if (state == State::kPrim || state == State::kSecond) {
       f.data = cluster::DataStatus::kStale;
+    } else if (!f.was_last_prim && f.data == cluster::DataStatus::kUpToDate) {
+      // Stopped while its peer was primary: "up to date" held when it was
+      // written (same generation as the peer's then), and the peer may have
+      // carried on alone since. Only the peer's generation can tell again.
+      f.data = cluster::DataStatus::kStale;
     }
     // A module that was running when the daemon went away starts again.
     m.autostart = cluster::IsRunning(state) || state == State::kWait;
