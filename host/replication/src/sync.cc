@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <thread>
@@ -470,8 +472,27 @@ class Walk {
           if (!last || n > *last) add(n);
         }
         auto it = last ? names.upper_bound(*last) : names.begin();
+        // Files the record settles are walked in this same step, up to a
+        // bound, so that a writer waits little longer than for one entry's
+        // step.
+        const auto until = std::chrono::steady_clock::now() + kBatchTime;
+        std::size_t settled = 0;
+        bool bounded = false;
+        for (; it != names.end(); ++it, ++settled) {
+          if (settled > 0 &&
+              (settled == kBatchEntries || std::chrono::steady_clock::now() >= until)) {
+            bounded = true;
+            break;
+          }
+          if (!WalkedFromRecord(Join(rel, *it))) break;
+        }
+        if (settled > 0) {
+          last = *std::prev(it);
+          o_.gate->cursor().Set(Join(rel, *last), true);
+          if (progress_) progress_->entries += settled;
+        }
         if (it != names.end()) {
-          next = *it;
+          if (!bounded) next = *it;
           return;
         }
         // Nothing left: close the dir in this step.
@@ -484,10 +505,38 @@ class Walk {
       });
       if (!ok) return Ended();
       if (closed) return End::kDone;
+      if (!next) continue;  // the step settled entries and stopped at its bound
       last = *next;
       auto end = WalkEntry(Join(rel, *next), depth);
       if (!end.ok() || *end != End::kDone) return end;
     }
+  }
+
+  // How many files one step may walk from the record, and for how long:
+  // bounds what a write waits for behind a step.
+  static constexpr std::size_t kBatchEntries = 4096;
+  static constexpr std::chrono::microseconds kBatchTime{1000};
+
+  // With a record: walks `path` at once when it is a regular file with a
+  // single name on both sides, the secondary's size, and no zone noted: at
+  // most its owner, permissions and times differ, and are sent. What the
+  // file's own steps would send (WalkNotedZones with no zone, FinishFile),
+  // for one stat and no open. False: the entry needs its own steps (nothing
+  // was sent). Called in a step.
+  bool WalkedFromRecord(const std::string& path) {
+    if (o_.dirty == nullptr) return false;
+    const ManifestEntry* m = m_.Find(path);
+    if (m == nullptr || !S_ISREG(m->mode) || m->nlink > 1) return false;
+    struct stat st{};
+    if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    if (!S_ISREG(st.st_mode) || st.st_nlink > 1 ||
+        m->size != static_cast<std::uint64_t>(st.st_size)) {
+      return false;
+    }
+    const DirtyMap::Zones z = o_.dirty->Of(path);
+    if (z.whole || !z.zones.empty()) return false;
+    SendAttrs(path, st, m, /*times=*/true);
+    return true;
   }
 
   Result<End> WalkEntry(const std::string& path, int depth) {
@@ -783,6 +832,79 @@ class Walk {
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
 };
 
+// Reads ahead of the walk, on a thread of its own, from the moment the
+// secondary is asked for its description: the primary's metadata (one stat
+// per entry, in the walk's order) and, with a record, the zones it names.
+// Its reads overlap the secondary's description instead of adding to the
+// walk, whose steps hold writers back. A hint to the page cache only: the
+// walk decides on what it reads itself.
+class ReadAhead {
+ public:
+  ReadAhead(int root_fd, const DirtyMap* dirty, std::size_t zone_size, const PathFilter* filter)
+      : root_(root_fd), dirty_(dirty), zone_(zone_size), filter_(filter) {
+    thread_ = std::thread([this] { Dir(root_, "", 0); });
+  }
+  ~ReadAhead() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void Dir(int parent_fd, const std::string& rel, int depth) {
+    if (depth > 4096 || stop_) return;
+    int fd = rel.empty() ? ::openat(parent_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                         : ::openat(parent_fd, rel.substr(rel.rfind('/') + 1).c_str(),
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+      ::close(fd);
+      return;
+    }
+    std::set<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n(e->d_name);
+      if (n != "." && n != "..") names.emplace(n);
+    }
+    for (const auto& name : names) {
+      if (stop_) break;
+      const std::string path = Join(rel, name);
+      if (filter_ != nullptr && filter_->Excluded(path)) continue;
+      struct stat st{};
+      if (::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        Dir(fd, path, depth + 1);
+      } else if (S_ISREG(st.st_mode) && dirty_ != nullptr) {
+        Zones(fd, name, path);
+      }
+    }
+    ::closedir(d);
+  }
+
+  void Zones(int dir_fd, const std::string& name, const std::string& path) {
+    const DirtyMap::Zones z = dirty_->Of(path);
+    if (!z.whole && z.zones.empty()) return;
+    int f = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (f < 0) return;
+    if (z.whole) {
+      ::posix_fadvise(f, 0, 0, POSIX_FADV_WILLNEED);
+    } else {
+      for (std::uint64_t index : z.zones) {
+        ::posix_fadvise(f, static_cast<off_t>(index * zone_), static_cast<off_t>(zone_),
+                        POSIX_FADV_WILLNEED);
+      }
+    }
+    ::close(f);
+  }
+
+  const int root_;
+  const DirtyMap* dirty_;
+  const std::size_t zone_;
+  const PathFilter* filter_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
@@ -803,6 +925,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
       begin.flags = o.dirty != nullptr ? kSyncBeginNoHashes : 0;
       o.sender->SubmitTo(o.dir_index, std::move(begin));
     });
+    ReadAhead read_ahead(o.mount->real_dir_fd(), o.dirty, o.zone_size, o.filter);
     auto manifest = o.manifests->Take(o.dir_index, o.manifest_timeout, give_up);
     if (!manifest.ok()) return manifest.status();
     log("pass " + std::to_string(pass) + ": the secondary holds " +
