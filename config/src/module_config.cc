@@ -30,9 +30,9 @@ constexpr std::string_view kAddressExpected =
 // engine has other knobs; refusing these would make SafeKit files fail for
 // no benefit, so they are accepted with a warning.
 constexpr std::string_view kIgnoredRfsAttributes[] = {
-    "namespacepolicy", "nbremconn",      "ruzone_blocksize", "locktimeout", "sendtimeout",
-    "roundtimeout",    "reconnect",      "checktime",        "checkintv",   "syncdelta",
-    "syncat",          "allocthreshold", "iotimeout"};
+    "namespacepolicy", "nbremconn",      "locktimeout", "sendtimeout", "roundtimeout",
+    "reconnect",       "checktime",      "checkintv",   "syncdelta",   "syncat",
+    "allocthreshold",  "iotimeout"};
 
 bool IsNodeName(std::string_view s) {
   if (s.empty() || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
@@ -569,6 +569,13 @@ Status Parser::ParseRfs(pugi::xml_node node) {
       r.GetEnum<bool>("async", {{"second", true}, {"none", false}}, &rfs.async));
   HAKIT_CONFIG_RETURN_IF_ERROR(r.GetOnOff("acl", &rfs.acl));
   HAKIT_CONFIG_RETURN_IF_ERROR(r.GetInt("nbrei", false, 1, 64, &rfs.nbrei));
+  int zone = static_cast<int>(rfs.zone_size);
+  HAKIT_CONFIG_RETURN_IF_ERROR(r.GetInt("ruzone_blocksize", false, 64 << 10, 8 << 20, &zone));
+  if ((zone & (zone - 1)) != 0) {
+    return r.Fail("ruzone_blocksize", "\"" + std::to_string(zone) + "\" is not a power of two",
+                  "a power of two from 65536 (64 KiB) to 8388608 (8 MiB) bytes");
+  }
+  rfs.zone_size = static_cast<std::size_t>(zone);
   for (std::string_view ignored : kIgnoredRfsAttributes) {
     if (r.Has(ignored)) {
       Warn(r, ignored, "SafeKit tuning attribute accepted but ignored by hakit",

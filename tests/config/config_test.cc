@@ -188,6 +188,7 @@ TEST(UserConfig, DefaultsOfAMinimalFile) {
   EXPECT_TRUE(c.rfs.async);
   EXPECT_FALSE(c.rfs.acl);
   EXPECT_EQ(c.rfs.nbrei, 6);
+  EXPECT_EQ(c.rfs.zone_size, 64u << 10);
   EXPECT_FALSE(c.user.has_value());
   EXPECT_TRUE(c.check.checkers.empty());
   EXPECT_TRUE(c.macros.empty());
@@ -502,7 +503,7 @@ TEST(UserConfig, SplitBrainWithToChildren) {
 
 TEST(UserConfig, NotReplicatedAndDefaultPrimNode) {
   auto r = Parse(R"(<safe><service mode="mirror" defaultprim="node1" boot="off" failover="off">
-  <rfs async="none" acl="on" nbrei="12">
+  <rfs async="none" acl="on" nbrei="12" ruzone_blocksize="1048576">
     <replicated dir="/srv/db/" mode="read_write">
       <notreplicated path="tmp"/>
       <notreplicated regexpath=".*\.lock$"/>
@@ -517,6 +518,7 @@ TEST(UserConfig, NotReplicatedAndDefaultPrimNode) {
   EXPECT_FALSE(r->rfs.async);
   EXPECT_TRUE(r->rfs.acl);
   EXPECT_EQ(r->rfs.nbrei, 12);
+  EXPECT_EQ(r->rfs.zone_size, 1u << 20);
   const ReplicatedDirConfig& rep = r->rfs.replicated[0];
   EXPECT_FALSE(rep.read_only);
   ASSERT_EQ(rep.not_replicated.size(), 2u);
@@ -593,6 +595,17 @@ TEST(UserConfigError, WrongTypeInteger) {
   <rfs nbrei="six"/>
 </service></safe>)",
               "2:8", {"<rfs> nbrei:", "not a whole number", "1 to 64"});
+}
+
+TEST(UserConfigError, ZoneSizeNotAPowerOfTwoOrOutOfRange) {
+  ExpectError(R"(<safe><service mode="mirror">
+  <rfs ruzone_blocksize="100000"/>
+</service></safe>)",
+              "2:8", {"<rfs> ruzone_blocksize:", "100000", "not a power of two", "65536"});
+  ExpectError(R"(<safe><service mode="mirror">
+  <rfs ruzone_blocksize="4096"/>
+</service></safe>)",
+              "2:8", {"<rfs> ruzone_blocksize:", "out of range", "65536 to 8388608"});
 }
 
 TEST(UserConfigError, OutOfRange) {

@@ -318,6 +318,7 @@ class Daemon : public cluster::HeartbeatListener {
     }
     r.xattrs = rfs.acl;
     r.sync = !rfs.async;
+    r.zone_size = rfs.zone_size;
     r.local_address = *local;
     r.peer_address = *remote;
     r.port = static_cast<std::uint16_t>(cluster_.port + 1);

@@ -27,7 +27,7 @@ namespace repl = hakit::replication;
 ModuleReplication::ModuleReplication(ReplicationSettings settings)
     : settings_(std::move(settings)) {
   for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
-    dirty_.push_back(std::make_unique<repl::DirtyMap>(repl::kDefaultZoneSize));
+    dirty_.push_back(std::make_unique<repl::DirtyMap>(settings_.zone_size));
   }
 }
 
@@ -257,6 +257,7 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs, bool targeted) {
     if (i < settings_.filters.size()) o.filter = &settings_.filters[i];
     if (targeted) o.dirty = dirty_[i].get();
     o.record = dirty_[i].get();
+    o.zone_size = settings_.zone_size;
     o.generation = generation_;
     o.stop = [this, session] { return leaving_ || sender_->Stats().sessions != session; };
     o.log = [this, dir = settings_.dirs[i]](const std::string& m) {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "hakit/daemon/module_controller.h"
+#include "hakit/replication/manifest.h"
 #include "hakit/replication/path_filter.h"
 #include "hakit/sdk/status.h"
 
@@ -68,6 +69,7 @@ struct ReplicationSettings {
   std::string clean_marker;
   bool xattrs = false;                       // acl="on"
   bool sync = false;                         // async="none": acknowledged once applied
+  std::size_t zone_size = replication::kDefaultZoneSize;  // ruzone_blocksize
   std::string local_address;                 // this node on the replication lan
   std::string peer_address;                  // the peer on the replication lan
   std::uint16_t port = 0;                    // cluster port + 1
