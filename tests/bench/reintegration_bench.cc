@@ -447,8 +447,10 @@ class ReintegrationBench {
           }
           auto r = Replication(prim_);
           sync_state = r.value("sync", nlohmann::json::object()).value("state", "");
+          // "pairing": the session has started, whether it synchronises is
+          // not known yet.
           return r.value("sessions", 0) > sessions && sync_state != "running" &&
-                 r.value("state", "") == "replicating";
+                 sync_state != "pairing" && r.value("state", "") == "replicating";
         },
         3600s, 10ms);
     const auto t1 = Clock::now();
