@@ -39,6 +39,19 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
+// Asks the disk for the zones `z` names of the file `fd` all at once, rather
+// than one read at a time when they are sent.
+void ReadZonesAhead(int fd, const DirtyMap::Zones& z, std::size_t zone) {
+  if (z.whole) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    return;
+  }
+  for (std::uint64_t index : z.zones) {
+    ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
+                    POSIX_FADV_WILLNEED);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- cursor
@@ -467,6 +480,7 @@ class Walk {
       // and not yet walked were dropped, and the gate kept them.
       std::optional<std::string> next;
       bool closed = false;
+      Entry entry;
       bool ok = Step([&] {
         for (auto& n : o_.gate->TakeLateNames(rel)) {
           if (!last || n > *last) add(n);
@@ -492,7 +506,10 @@ class Walk {
           if (progress_) progress_->entries += settled;
         }
         if (it != names.end()) {
-          if (!bounded) next = *it;
+          if (bounded) return;
+          next = *it;
+          entry.path = Join(rel, *it);
+          FirstStep(entry);
           return;
         }
         // Nothing left: close the dir in this step.
@@ -503,11 +520,12 @@ class Walk {
         o_.gate->cursor().Set(rel, true);
         closed = true;
       });
+      if (!ok && entry.fd >= 0) ::close(entry.fd);
       if (!ok) return Ended();
       if (closed) return End::kDone;
       if (!next) continue;  // the step settled entries and stopped at its bound
       last = *next;
-      auto end = WalkEntry(Join(rel, *next), depth);
+      auto end = WalkEntry(entry, depth);
       if (!end.ok() || *end != End::kDone) return end;
     }
   }
@@ -539,107 +557,120 @@ class Walk {
     return true;
   }
 
-  Result<End> WalkEntry(const std::string& path, int depth) {
+  // What an entry's first step found, for the steps after it.
+  struct Entry {
+    std::string path;
     enum class Next { kNone, kDir, kFile } next = Next::kNone;
     int fd = -1;
     struct stat st{};
-    const ManifestEntry* m = m_.Find(path);
-    bool ok = Step([&] {
-      if (progress_) progress_->entries++;
-      if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (m) Remove(path);
+    const ManifestEntry* m = nullptr;
+  };
+
+  // The first step of `e.path`, inside the step that chose the entry
+  // (WalkDir): a name created in its dir between that step and a later one
+  // would fall behind the cursor without being walked.
+  void FirstStep(Entry& e) {
+    using Next = Entry::Next;
+    const std::string& path = e.path;
+    Next& next = e.next;
+    int& fd = e.fd;
+    struct stat& st = e.st;
+    const ManifestEntry*& m = e.m;
+    m = m_.Find(path);
+    if (progress_) progress_->entries++;
+    if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (m) Remove(path);
+      o_.gate->cursor().Set(path, true);
+      return;
+    }
+    const mode_t type = st.st_mode & S_IFMT;
+    if (m && (m->mode & S_IFMT) != type) {
+      Remove(path);
+      m = nullptr;
+    }
+    switch (type) {
+      case S_IFDIR: {
+        if (!m) Send(Creating(OpKind::kMkdir, path, st, st.st_mode & 07777));
+        SendAttrs(path, st, m, false);
+        o_.gate->cursor().Set(path, false);
+        next = Next::kDir;
+        return;
+      }
+      case S_IFLNK: {
+        std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
+        ssize_t n = ::readlinkat(root_, path.c_str(), target.data(), target.size());
+        if (n < 0) {
+          error_ = Status::IoError("readlink " + path + ": " + std::strerror(errno));
+          return;
+        }
+        target.resize(static_cast<std::size_t>(n));
+        if (m && m->target != target) {
+          Remove(path);
+          m = nullptr;
+        }
+        if (!m) {
+          Operation op = Creating(OpKind::kSymlink, path, st, 0);
+          op.path2 = target;
+          Send(std::move(op));
+        }
+        SendAttrs(path, st, m, true);
         o_.gate->cursor().Set(path, true);
         return;
       }
-      const mode_t type = st.st_mode & S_IFMT;
-      if (m && (m->mode & S_IFMT) != type) {
-        Remove(path);
-        m = nullptr;
-      }
-      switch (type) {
-        case S_IFDIR: {
-          if (!m) Send(Creating(OpKind::kMkdir, path, st, st.st_mode & 07777));
-          SendAttrs(path, st, m, false);
-          o_.gate->cursor().Set(path, false);
-          next = Next::kDir;
-          return;
-        }
-        case S_IFLNK: {
-          std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
-          ssize_t n = ::readlinkat(root_, path.c_str(), target.data(), target.size());
-          if (n < 0) {
-            error_ = Status::IoError("readlink " + path + ": " + std::strerror(errno));
-            return;
-          }
-          target.resize(static_cast<std::size_t>(n));
-          if (m && m->target != target) {
-            Remove(path);
-            m = nullptr;
-          }
-          if (!m) {
-            Operation op = Creating(OpKind::kSymlink, path, st, 0);
-            op.path2 = target;
-            Send(std::move(op));
-          }
-          SendAttrs(path, st, m, true);
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        case S_IFIFO:
-        case S_IFSOCK: {
-          if (!m) Send(Creating(OpKind::kMknod, path, st, st.st_mode));
-          SendAttrs(path, st, m, true);
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        case S_IFREG:
-          break;
-        default:  // devices are never replicated (the mount is nodev)
-          o_.gate->cursor().Set(path, true);
-          return;
-      }
-      // A regular file. A second name of an inode already walked becomes a
-      // link on the secondary too.
-      if (st.st_nlink > 1) {
-        auto key = std::make_pair(st.st_dev, st.st_ino);
-        auto seen = links_.find(key);
-        if (seen != links_.end()) {
-          if (m) Remove(path);
-          Operation op = Op(OpKind::kLink, seen->second);
-          op.path2 = path;
-          Send(std::move(op));
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        links_[key] = path;
-      }
-      // A file the secondary shares with another name would change both:
-      // start it afresh.
-      if (m && m->nlink > 1) {
-        Remove(path);
-        m = nullptr;
-      }
-      if (!m) {
-        Operation op = Creating(OpKind::kCreate, path, st, st.st_mode & 07777);
-        op.flags = O_TRUNC;
-        Send(std::move(op));
-      }
-      fd = ::openat(root_, path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) {
-        error_ = Status::IoError("open " + path + ": " + std::strerror(errno));
+      case S_IFIFO:
+      case S_IFSOCK: {
+        if (!m) Send(Creating(OpKind::kMknod, path, st, st.st_mode));
+        SendAttrs(path, st, m, true);
+        o_.gate->cursor().Set(path, true);
         return;
       }
-      o_.gate->cursor().Set(path, true);
-      next = Next::kFile;
-    });
-    if (!ok) {
-      if (fd >= 0) ::close(fd);
-      return Ended();
+      case S_IFREG:
+        break;
+      default:  // devices are never replicated (the mount is nodev)
+        o_.gate->cursor().Set(path, true);
+        return;
     }
-    if (next == Next::kDir) return WalkDir(path, depth + 1);
-    if (next == Next::kFile) {
-      auto end = WalkFile(path, fd, st, m);
-      ::close(fd);
+    // A regular file. A second name of an inode already walked becomes a
+    // link on the secondary too.
+    if (st.st_nlink > 1) {
+      auto key = std::make_pair(st.st_dev, st.st_ino);
+      auto seen = links_.find(key);
+      if (seen != links_.end()) {
+        if (m) Remove(path);
+        Operation op = Op(OpKind::kLink, seen->second);
+        op.path2 = path;
+        Send(std::move(op));
+        o_.gate->cursor().Set(path, true);
+        return;
+      }
+      links_[key] = path;
+    }
+    // A file the secondary shares with another name would change both:
+    // start it afresh.
+    if (m && m->nlink > 1) {
+      Remove(path);
+      m = nullptr;
+    }
+    if (!m) {
+      Operation op = Creating(OpKind::kCreate, path, st, st.st_mode & 07777);
+      op.flags = O_TRUNC;
+      Send(std::move(op));
+    }
+    fd = ::openat(root_, path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      error_ = Status::IoError("open " + path + ": " + std::strerror(errno));
+      return;
+    }
+    o_.gate->cursor().Set(path, true);
+    next = Next::kFile;
+  }
+
+  // The steps of an entry after its first.
+  Result<End> WalkEntry(Entry& e, int depth) {
+    if (e.next == Entry::Next::kDir) return WalkDir(e.path, depth + 1);
+    if (e.next == Entry::Next::kFile) {
+      auto end = WalkFile(e.path, e.fd, e.st, e.m);
+      ::close(e.fd);
       return end;
     }
     return End::kDone;
@@ -659,16 +690,7 @@ class Walk {
     // part from the step that opened it, so no change of it is dropped (and
     // noted) from then on.
     const DirtyMap::Zones z = o_.dirty->Of(path);
-    // Scattered zones of a cold file: ask the disk for all of them at once
-    // rather than one read at a time.
-    if (z.whole) {
-      ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-    } else {
-      for (std::uint64_t index : z.zones) {
-        ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
-                        POSIX_FADV_WILLNEED);
-      }
-    }
+    ReadZonesAhead(fd, z, zone);
     std::uint64_t next = 0;
     bool more = true;
     while (more && !gone) {
@@ -886,14 +908,7 @@ class ReadAhead {
     if (!z.whole && z.zones.empty()) return;
     int f = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (f < 0) return;
-    if (z.whole) {
-      ::posix_fadvise(f, 0, 0, POSIX_FADV_WILLNEED);
-    } else {
-      for (std::uint64_t index : z.zones) {
-        ::posix_fadvise(f, static_cast<off_t>(index * zone_), static_cast<off_t>(zone_),
-                        POSIX_FADV_WILLNEED);
-      }
-    }
+    ReadZonesAhead(f, z, zone_);
     ::close(f);
   }
 
