@@ -30,8 +30,8 @@ constexpr std::string_view kAddressExpected =
 // engine has other knobs; refusing these would make SafeKit files fail for
 // no benefit, so they are accepted with a warning.
 constexpr std::string_view kIgnoredRfsAttributes[] = {
-    "namespacepolicy", "nbremconn", "locktimeout",    "sendtimeout", "roundtimeout",
-    "reconnect",       "checktime", "checkintv",      "syncdelta",   "syncat",
+    "namespacepolicy", "nbremconn",      "locktimeout", "sendtimeout", "roundtimeout",
+    "reconnect",       "checktime",      "checkintv",   "syncdelta",   "syncat",
     "allocthreshold",  "iotimeout"};
 
 bool IsNodeName(std::string_view s) {
@@ -572,10 +572,10 @@ Status Parser::ParseRfs(pugi::xml_node node) {
   int zone = static_cast<int>(rfs.zone_size);
   HAKIT_CONFIG_RETURN_IF_ERROR(r.GetInt("ruzone_blocksize", false, 64 << 10, 8 << 20, &zone));
   if ((zone & (zone - 1)) != 0) {
-    return r.Fail("ruzone_blocksize", std::to_string(zone) + " is not a power of two",
-                  "expected a power of two from 65536 to 8388608 (bytes)");
+    return r.Fail("ruzone_blocksize", "\"" + std::to_string(zone) + "\" is not a power of two",
+                  "a power of two from 65536 (64 KiB) to 8388608 (8 MiB) bytes");
   }
-  rfs.zone_size = static_cast<std::uint32_t>(zone);
+  rfs.zone_size = static_cast<std::size_t>(zone);
   for (std::string_view ignored : kIgnoredRfsAttributes) {
     if (r.Has(ignored)) {
       Warn(r, ignored, "SafeKit tuning attribute accepted but ignored by hakit",

@@ -82,6 +82,7 @@ struct Options {
   bool keep = false;
   std::uint64_t seed = 1;
   fs::path perf_dir;
+  std::uint64_t zone_size = 0;  // 0: the daemon's default
 };
 
 void Usage() {
@@ -98,6 +99,9 @@ void Usage() {
   --seed N         seed of the generated data and of the changed zones (default 1)
   --keep           keep the work directory (logs)
   --perf DIR       `perf record -a -g` during each reintegration, into DIR/*.data
+  --zone-size N    the daemons' zone size (<rfs ruzone_blocksize>), bytes or with a
+                   K or M suffix, a power of two from 64K to 8M (default: the
+                   daemon's, 64K); the change is still made of 64 KiB writes
 Needs root (network namespaces, drop_caches), /dev/fuse, rsync. Ends with:
   BENCH reintegration hakit_s=.. rsync_s=.. full_s=.. speedup_rsync=.. bytes_sent=..
     bytes_changed=.. unchanged_100k_s=..
@@ -336,6 +340,7 @@ class ReintegrationBench {
   Status Setup() {
     RigOptions r;
     r.replicated = true;
+    r.zone_size = o_.zone_size;
     r.bin_dir = ExecutablePath().parent_path();
     r.keep_work_dir = o_.keep;
     r.work_dir = o_.work_parent / ("hakit-bench-reintegration-" + std::to_string(::getpid()));
@@ -442,8 +447,10 @@ class ReintegrationBench {
           }
           auto r = Replication(prim_);
           sync_state = r.value("sync", nlohmann::json::object()).value("state", "");
+          // "pairing": the session has started, whether it synchronises is
+          // not known yet.
           return r.value("sessions", 0) > sessions && sync_state != "running" &&
-                 r.value("state", "") == "replicating";
+                 sync_state != "pairing" && r.value("state", "") == "replicating";
         },
         3600s, 10ms);
     const auto t1 = Clock::now();
@@ -638,6 +645,22 @@ int Main(int argc, char** argv) {
       o.keep = true;
     } else if (a == "--perf") {
       o.perf_dir = next();
+    } else if (a == "--zone-size") {
+      std::string v = next();
+      char* end = nullptr;
+      o.zone_size = std::strtoull(v.c_str(), &end, 10);
+      std::string unit = end;
+      if (unit == "K" || unit == "k") {
+        o.zone_size *= kKiB;
+      } else if (unit == "M" || unit == "m") {
+        o.zone_size *= kMiB;
+      } else if (!unit.empty()) {
+        o.zone_size = 0;
+      }
+      if (o.zone_size < 64 * kKiB || o.zone_size > 8 * kMiB || (o.zone_size & (o.zone_size - 1)) != 0) {
+        std::cerr << "--zone-size " << v << ": expected a power of two from 64K to 8M\n";
+        return 2;
+      }
     } else if (a == "-h" || a == "--help") {
       Usage();
       return 0;
@@ -662,7 +685,9 @@ int Main(int argc, char** argv) {
   InstallInterruptHandler();
   std::cout << "reintegration benchmark: " << Fmt(o.gib) << " GiB mixed tree, " << Fmt(o.percent)
             << "% changed in 64 KiB writes, " << o.files << " small files unchanged, under "
-            << o.work_parent.string() << "\n";
+            << o.work_parent.string() << ", zone size "
+            << (o.zone_size ? std::to_string(o.zone_size / kKiB) + " KiB" : std::string("default"))
+            << "\n";
   ReintegrationBench b(o);
   Status s = b.Setup();
   if (s.ok()) s = b.RunMixed();

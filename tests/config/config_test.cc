@@ -188,6 +188,7 @@ TEST(UserConfig, DefaultsOfAMinimalFile) {
   EXPECT_TRUE(c.rfs.async);
   EXPECT_FALSE(c.rfs.acl);
   EXPECT_EQ(c.rfs.nbrei, 6);
+  EXPECT_EQ(c.rfs.zone_size, 64u << 10);
   EXPECT_FALSE(c.user.has_value());
   EXPECT_TRUE(c.check.checkers.empty());
   EXPECT_TRUE(c.macros.empty());
@@ -596,15 +597,15 @@ TEST(UserConfigError, WrongTypeInteger) {
               "2:8", {"<rfs> nbrei:", "not a whole number", "1 to 64"});
 }
 
-TEST(UserConfigError, ZoneSizeNotAPowerOfTwo) {
+TEST(UserConfigError, ZoneSizeNotAPowerOfTwoOrOutOfRange) {
   ExpectError(R"(<safe><service mode="mirror">
   <rfs ruzone_blocksize="100000"/>
 </service></safe>)",
-              "2:8", {"<rfs> ruzone_blocksize:", "100000 is not a power of two", "65536 to 8388608"});
+              "2:8", {"<rfs> ruzone_blocksize:", "100000", "not a power of two", "65536"});
   ExpectError(R"(<safe><service mode="mirror">
   <rfs ruzone_blocksize="4096"/>
 </service></safe>)",
-              "2:8", {"<rfs> ruzone_blocksize:", "65536"});
+              "2:8", {"<rfs> ruzone_blocksize:", "out of range", "65536 to 8388608"});
 }
 
 TEST(UserConfigError, OutOfRange) {

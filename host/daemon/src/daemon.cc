@@ -317,9 +317,9 @@ class Daemon : public cluster::HeartbeatListener {
       r.filters.push_back(std::move(filter));
     }
     r.xattrs = rfs.acl;
-    r.zone_size = rfs.zone_size;
     r.streams = rfs.nbrei;
     r.sync = !rfs.async;
+    r.zone_size = rfs.zone_size;
     r.local_address = *local;
     r.peer_address = *remote;
     r.port = static_cast<std::uint16_t>(cluster_.port + 1);

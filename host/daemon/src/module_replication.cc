@@ -273,7 +273,20 @@ Status ModuleReplication::ConnectFor(std::chrono::milliseconds budget) {
     for (std::size_t i = 0; i < mounts_.size(); ++i) {
       mounts_[i]->RunExclusive([&] { gates_[i]->BeginSync(); });
     }
+    // From the session's start (the sender counts it) until AfterConnect()
+    // says whether a synchronisation runs, `hakit state` must not show the
+    // last session's outcome as this one's.
+    std::string before;
+    {
+      std::lock_guard lock(mu_);
+      before = sync_state_;
+      sync_state_ = "pairing";
+    }
     last = sender->Connect();
+    if (!last.ok()) {
+      std::lock_guard lock(mu_);
+      sync_state_ = before;
+    }
     if (last.ok()) {
       Log(sdk::LogLevel::kInfo, "replicating to " + settings_.peer_address + ":" +
                                     std::to_string(settings_.port) +

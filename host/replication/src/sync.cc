@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <thread>
@@ -35,6 +37,19 @@ std::vector<std::string_view> Split(std::string_view path) {
 
 std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
+}
+
+// Asks the disk for the zones `z` names of the file `fd` all at once, rather
+// than one read at a time when they are sent.
+void ReadZonesAhead(int fd, const DirtyMap::Zones& z, std::size_t zone) {
+  if (z.whole) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    return;
+  }
+  for (std::uint64_t index : z.zones) {
+    ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
+                    POSIX_FADV_WILLNEED);
+  }
 }
 
 }  // namespace
@@ -483,13 +498,36 @@ class Walk {
       // and not yet walked were dropped, and the gate kept them.
       std::optional<std::string> next;
       bool closed = false;
+      Entry entry;
       bool ok = Step([&] {
         for (auto& n : o_.gate->TakeLateNames(rel)) {
           if (!last || n > *last) add(n);
         }
         auto it = last ? names.upper_bound(*last) : names.begin();
+        // Files the record settles are walked in this same step, up to a
+        // bound, so that a writer waits little longer than for one entry's
+        // step.
+        const auto until = std::chrono::steady_clock::now() + kBatchTime;
+        std::size_t settled = 0;
+        bool bounded = false;
+        for (; it != names.end(); ++it, ++settled) {
+          if (settled > 0 &&
+              (settled == kBatchEntries || std::chrono::steady_clock::now() >= until)) {
+            bounded = true;
+            break;
+          }
+          if (!WalkedFromRecord(Join(rel, *it))) break;
+        }
+        if (settled > 0) {
+          last = *std::prev(it);
+          o_.gate->cursor().Set(Join(rel, *last), true);
+          if (progress_) progress_->entries += settled;
+        }
         if (it != names.end()) {
+          if (bounded) return;
           next = *it;
+          entry.path = Join(rel, *it);
+          FirstStep(entry);
           return;
         }
         // Nothing left: close the dir in this step.
@@ -500,115 +538,158 @@ class Walk {
         o_.gate->cursor().Set(rel, true);
         closed = true;
       });
+      if (!ok && entry.fd >= 0) ::close(entry.fd);
       if (!ok) return Ended();
       if (closed) return End::kDone;
+      if (!next) continue;  // the step settled entries and stopped at its bound
       last = *next;
-      auto end = WalkEntry(Join(rel, *next), depth);
+      auto end = WalkEntry(entry, depth);
       if (!end.ok() || *end != End::kDone) return end;
     }
   }
 
-  Result<End> WalkEntry(const std::string& path, int depth) {
+  // How many files one step may walk from the record, and for how long:
+  // bounds what a write waits for behind a step.
+  static constexpr std::size_t kBatchEntries = 4096;
+  static constexpr std::chrono::microseconds kBatchTime{1000};
+
+  // With a record: walks `path` at once when it is a regular file with a
+  // single name on both sides, the secondary's size, and no zone noted: at
+  // most its owner, permissions and times differ, and are sent. What the
+  // file's own steps would send (WalkNotedZones with no zone, FinishFile),
+  // for one stat and no open. False: the entry needs its own steps (nothing
+  // was sent). Called in a step.
+  bool WalkedFromRecord(const std::string& path) {
+    if (o_.dirty == nullptr) return false;
+    const ManifestEntry* m = m_.Find(path);
+    // Zones the secondary names as suspect must travel: the slow path.
+    if (m == nullptr || !S_ISREG(m->mode) || m->nlink > 1 || !m->suspect.empty()) return false;
+    struct stat st{};
+    if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    if (!S_ISREG(st.st_mode) || st.st_nlink > 1 ||
+        m->size != static_cast<std::uint64_t>(st.st_size)) {
+      return false;
+    }
+    const DirtyMap::Zones z = o_.dirty->Of(path);
+    if (z.whole || !z.zones.empty()) return false;
+    SendAttrs(path, st, m, /*times=*/true);
+    return true;
+  }
+
+  // What an entry's first step found, for the steps after it.
+  struct Entry {
+    std::string path;
     enum class Next { kNone, kDir, kFile } next = Next::kNone;
     int fd = -1;
     struct stat st{};
-    const ManifestEntry* m = m_.Find(path);
-    bool ok = Step([&] {
-      if (progress_) progress_->entries++;
-      if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (m) Remove(path);
+    const ManifestEntry* m = nullptr;
+  };
+
+  // The first step of `e.path`, inside the step that chose the entry
+  // (WalkDir): a name created in its dir between that step and a later one
+  // would fall behind the cursor without being walked.
+  void FirstStep(Entry& e) {
+    using Next = Entry::Next;
+    const std::string& path = e.path;
+    Next& next = e.next;
+    int& fd = e.fd;
+    struct stat& st = e.st;
+    const ManifestEntry*& m = e.m;
+    m = m_.Find(path);
+    if (progress_) progress_->entries++;
+    if (::fstatat(root_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (m) Remove(path);
+      o_.gate->cursor().Set(path, true);
+      return;
+    }
+    const mode_t type = st.st_mode & S_IFMT;
+    if (m && (m->mode & S_IFMT) != type) {
+      Remove(path);
+      m = nullptr;
+    }
+    switch (type) {
+      case S_IFDIR: {
+        if (!m) Send(Creating(OpKind::kMkdir, path, st, st.st_mode & 07777));
+        SendAttrs(path, st, m, false);
+        o_.gate->cursor().Set(path, false);
+        next = Next::kDir;
+        return;
+      }
+      case S_IFLNK: {
+        std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
+        ssize_t n = ::readlinkat(root_, path.c_str(), target.data(), target.size());
+        if (n < 0) {
+          error_ = Status::IoError("readlink " + path + ": " + std::strerror(errno));
+          return;
+        }
+        target.resize(static_cast<std::size_t>(n));
+        if (m && m->target != target) {
+          Remove(path);
+          m = nullptr;
+        }
+        if (!m) {
+          Operation op = Creating(OpKind::kSymlink, path, st, 0);
+          op.path2 = target;
+          Send(std::move(op));
+        }
+        SendAttrs(path, st, m, true);
         o_.gate->cursor().Set(path, true);
         return;
       }
-      const mode_t type = st.st_mode & S_IFMT;
-      if (m && (m->mode & S_IFMT) != type) {
-        Remove(path);
-        m = nullptr;
-      }
-      switch (type) {
-        case S_IFDIR: {
-          if (!m) Send(Creating(OpKind::kMkdir, path, st, st.st_mode & 07777));
-          SendAttrs(path, st, m, false);
-          o_.gate->cursor().Set(path, false);
-          next = Next::kDir;
-          return;
-        }
-        case S_IFLNK: {
-          std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
-          ssize_t n = ::readlinkat(root_, path.c_str(), target.data(), target.size());
-          if (n < 0) {
-            error_ = Status::IoError("readlink " + path + ": " + std::strerror(errno));
-            return;
-          }
-          target.resize(static_cast<std::size_t>(n));
-          if (m && m->target != target) {
-            Remove(path);
-            m = nullptr;
-          }
-          if (!m) {
-            Operation op = Creating(OpKind::kSymlink, path, st, 0);
-            op.path2 = target;
-            Send(std::move(op));
-          }
-          SendAttrs(path, st, m, true);
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        case S_IFIFO:
-        case S_IFSOCK: {
-          if (!m) Send(Creating(OpKind::kMknod, path, st, st.st_mode));
-          SendAttrs(path, st, m, true);
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        case S_IFREG:
-          break;
-        default:  // devices are never replicated (the mount is nodev)
-          o_.gate->cursor().Set(path, true);
-          return;
-      }
-      // A regular file. A second name of an inode already walked becomes a
-      // link on the secondary too.
-      if (st.st_nlink > 1) {
-        auto key = std::make_pair(st.st_dev, st.st_ino);
-        auto seen = links_.find(key);
-        if (seen != links_.end()) {
-          if (m) Remove(path);
-          Operation op = Op(OpKind::kLink, seen->second);
-          op.path2 = path;
-          Send(std::move(op));
-          o_.gate->cursor().Set(path, true);
-          return;
-        }
-        links_[key] = path;
-      }
-      // A file the secondary shares with another name would change both:
-      // start it afresh.
-      if (m && m->nlink > 1) {
-        Remove(path);
-        m = nullptr;
-      }
-      if (!m) {
-        Operation op = Creating(OpKind::kCreate, path, st, st.st_mode & 07777);
-        op.flags = O_TRUNC;
-        Send(std::move(op));
-      }
-      fd = ::openat(root_, path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) {
-        error_ = Status::IoError("open " + path + ": " + std::strerror(errno));
+      case S_IFIFO:
+      case S_IFSOCK: {
+        if (!m) Send(Creating(OpKind::kMknod, path, st, st.st_mode));
+        SendAttrs(path, st, m, true);
+        o_.gate->cursor().Set(path, true);
         return;
       }
-      o_.gate->cursor().Set(path, true);
-      next = Next::kFile;
-    });
-    if (!ok) {
-      if (fd >= 0) ::close(fd);
-      return Ended();
+      case S_IFREG:
+        break;
+      default:  // devices are never replicated (the mount is nodev)
+        o_.gate->cursor().Set(path, true);
+        return;
     }
-    if (next == Next::kDir) return WalkDir(path, depth + 1);
-    if (next == Next::kFile) {
-      auto end = WalkFile(path, fd, st, m);
-      ::close(fd);
+    // A regular file. A second name of an inode already walked becomes a
+    // link on the secondary too.
+    if (st.st_nlink > 1) {
+      auto key = std::make_pair(st.st_dev, st.st_ino);
+      auto seen = links_.find(key);
+      if (seen != links_.end()) {
+        if (m) Remove(path);
+        Operation op = Op(OpKind::kLink, seen->second);
+        op.path2 = path;
+        Send(std::move(op));
+        o_.gate->cursor().Set(path, true);
+        return;
+      }
+      links_[key] = path;
+    }
+    // A file the secondary shares with another name would change both:
+    // start it afresh.
+    if (m && m->nlink > 1) {
+      Remove(path);
+      m = nullptr;
+    }
+    if (!m) {
+      Operation op = Creating(OpKind::kCreate, path, st, st.st_mode & 07777);
+      op.flags = O_TRUNC;
+      Send(std::move(op));
+    }
+    fd = ::openat(root_, path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      error_ = Status::IoError("open " + path + ": " + std::strerror(errno));
+      return;
+    }
+    o_.gate->cursor().Set(path, true);
+    next = Next::kFile;
+  }
+
+  // The steps of an entry after its first.
+  Result<End> WalkEntry(Entry& e, int depth) {
+    if (e.next == Entry::Next::kDir) return WalkDir(e.path, depth + 1);
+    if (e.next == Entry::Next::kFile) {
+      auto end = WalkFile(e.path, e.fd, e.st, e.m);
+      ::close(e.fd);
       return end;
     }
     return End::kDone;
@@ -639,16 +720,7 @@ class Walk {
         for (std::uint64_t i = m->size / zone; i < (size + zone - 1) / zone; ++i) z.zones.insert(i);
       }
     }
-    // Scattered zones of a cold file: ask the disk for all of them at once
-    // rather than one read at a time.
-    if (z.whole) {
-      ::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-    } else {
-      for (std::uint64_t index : z.zones) {
-        ::posix_fadvise(fd, static_cast<off_t>(index * zone), static_cast<off_t>(zone),
-                        POSIX_FADV_WILLNEED);
-      }
-    }
+    ReadZonesAhead(fd, z, zone);
     std::uint64_t next = 0;
     bool more = true;
     while (more && !gone) {
@@ -825,6 +897,72 @@ class Walk {
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
 };
 
+// Reads ahead of the walk, on a thread of its own, from the moment the
+// secondary is asked for its description: the primary's metadata (one stat
+// per entry, in the walk's order) and, with a record, the zones it names.
+// Its reads overlap the secondary's description instead of adding to the
+// walk, whose steps hold writers back. A hint to the page cache only: the
+// walk decides on what it reads itself.
+class ReadAhead {
+ public:
+  ReadAhead(int root_fd, const DirtyMap* dirty, std::size_t zone_size, const PathFilter* filter)
+      : root_(root_fd), dirty_(dirty), zone_(zone_size), filter_(filter) {
+    thread_ = std::thread([this] { Dir(root_, "", 0); });
+  }
+  ~ReadAhead() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void Dir(int parent_fd, const std::string& rel, int depth) {
+    if (depth > 4096 || stop_) return;
+    int fd = rel.empty() ? ::openat(parent_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                         : ::openat(parent_fd, rel.substr(rel.rfind('/') + 1).c_str(),
+                                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+      ::close(fd);
+      return;
+    }
+    std::set<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n(e->d_name);
+      if (n != "." && n != "..") names.emplace(n);
+    }
+    for (const auto& name : names) {
+      if (stop_) break;
+      const std::string path = Join(rel, name);
+      if (filter_ != nullptr && filter_->Excluded(path)) continue;
+      struct stat st{};
+      if (::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        Dir(fd, path, depth + 1);
+      } else if (S_ISREG(st.st_mode) && dirty_ != nullptr) {
+        Zones(fd, name, path);
+      }
+    }
+    ::closedir(d);
+  }
+
+  void Zones(int dir_fd, const std::string& name, const std::string& path) {
+    const DirtyMap::Zones z = dirty_->Of(path);
+    if (!z.whole && z.zones.empty()) return;
+    int f = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (f < 0) return;
+    ReadZonesAhead(f, z, zone_);
+    ::close(f);
+  }
+
+  const int root_;
+  const DirtyMap* dirty_;
+  const std::size_t zone_;
+  const PathFilter* filter_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 namespace {
@@ -882,6 +1020,7 @@ Status RunTreeSync(const TreeSyncOptions& o, SyncProgress* progress) {
       begin.flags = o.dirty != nullptr ? kSyncBeginNoHashes : 0;
       o.sender->SubmitTo(o.dir_index, std::move(begin));
     });
+    ReadAhead read_ahead(o.mount->real_dir_fd(), o.dirty, o.zone_size, o.filter);
     auto manifest = o.manifests->Take(o.dir_index, o.manifest_timeout, give_up);
     if (!manifest.ok()) return manifest.status();
     log("pass " + std::to_string(pass) + ": the secondary holds " +

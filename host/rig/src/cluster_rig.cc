@@ -159,7 +159,9 @@ std::string ClusterRig::DefaultUserConfig() const {
   }
   x << "    </user>\n";
   if (options_.replicated) {
-    x << "    <rfs async=\"" << options_.replication_async << "\">\n";
+    x << "    <rfs async=\"" << options_.replication_async << "\"";
+    if (options_.zone_size != 0) x << " ruzone_blocksize=\"" << options_.zone_size << "\"";
+    x << ">\n";
     if (options_.replicated_dir_in_userconfig) {
       x << "      <replicated dir=\"" << ReplicatedDir() << "\"/>\n";
     }

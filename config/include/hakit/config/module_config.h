@@ -199,7 +199,7 @@ struct ReplicatedDirConfig {
   SourceLocation location;
 };
 
-// <rfs async acl nbrei>.
+// <rfs async acl nbrei ruzone_blocksize>.
 struct RfsConfig {
   // async="second" (default): writes are acknowledged before the secondary
   // has them; "none": synchronous.
@@ -208,10 +208,11 @@ struct RfsConfig {
   bool acl = false;
   // Parallel streams during reintegration. Default 6, 1..64.
   int nbrei = 6;
-  // ruzone_blocksize: the zone (bytes) of the record of what the secondary
-  // missed and of the comparison by checksums; a power of two, 64 KiB to
-  // 8 MiB. Default 64 KiB (tests/bench/run reintegration --zone-size).
-  std::uint32_t zone_size = 64u << 10;
+  // ruzone_blocksize: the size, in bytes, of the zones in which the primary
+  // notes what a secondary missed and compares both copies. A power of two,
+  // 64 KiB..8 MiB. Default 64 KiB (tests/bench/run reintegration
+  // --zone-size; figures in README.md).
+  std::size_t zone_size = 64u << 10;
   std::vector<ReplicatedDirConfig> replicated;
   SourceLocation location;
 };

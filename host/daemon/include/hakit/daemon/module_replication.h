@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "hakit/daemon/module_controller.h"
+#include "hakit/replication/manifest.h"
 #include "hakit/replication/path_filter.h"
 #include "hakit/sdk/status.h"
 
@@ -79,9 +80,9 @@ struct ReplicationSettings {
   // marker nor logs (nothing survives the daemon).
   std::string clean_marker;
   bool xattrs = false;                       // acl="on"
-  std::size_t zone_size = 64u << 10;         // ruzone_blocksize
   int streams = 6;                           // nbrei: dirs synchronised at once
   bool sync = false;                         // async="none": acknowledged once applied
+  std::size_t zone_size = replication::kDefaultZoneSize;  // ruzone_blocksize
   std::string local_address;                 // this node on the replication lan
   std::string peer_address;                  // the peer on the replication lan
   std::uint16_t port = 0;                    // cluster port + 1

@@ -52,6 +52,8 @@ struct RigOptions {
   // daemon's private mount namespace). Default off.
   bool replicated = false;
   std::string replication_async = "second";  // "second" or "none"
+  // <rfs ruzone_blocksize>, bytes; 0: not set (the default zone size).
+  std::size_t zone_size = 0;
   // false: the nodes start without any module; the test installs `module`
   // itself (packages, deployment), e.g. from WriteModuleFolder(). Default true.
   bool write_module = true;
