@@ -76,6 +76,19 @@ class ReplicationClusterTest : public RigTest {
     return diffs;
   }
 
+  // The node's last reintegration_end details once there is one (with
+  // `method`, if given), waiting up to 5 s for the history to have it.
+  nlohmann::json WaitReintegration(const std::string& node, const std::string& method = "") {
+    nlohmann::json r;
+    WaitFor(
+        [&] {
+          r = LastReintegration(node);
+          return !r.empty() && (method.empty() || r.value("method", "") == method);
+        },
+        5s);
+    return r;
+  }
+
   // The details of the node's last reintegration_end, {} if none.
   nlohmann::json LastReintegration(const std::string& node) {
     nlohmann::json last = nlohmann::json::object();
@@ -121,13 +134,7 @@ class ReplicationClusterTest : public RigTest {
     ASSERT_TRUE(WaitUpToDate(second, 60s)) << Replication(prim).dump();
     const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second));
     EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
-    nlohmann::json r;
-    WaitFor(
-        [&] {
-          r = LastReintegration(prim);
-          return r.value("method", "") == method;
-        },
-        5s);
+    const nlohmann::json r = WaitReintegration(prim, method);
     EXPECT_EQ(r.value("method", ""), method) << r.dump();
     EXPECT_GE(r.value("bytes_sent", 0ull), changed) << r.dump();
     EXPECT_LE(r.value("bytes_sent", 0ull), changed * 3 / 2) << r.dump();
@@ -592,7 +599,8 @@ TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
   for (const auto& node : {prim, second}) {
     auto st = rig_->ModuleState(node);
     ASSERT_TRUE(st.ok());
-    const std::string mine = std::to_string(st->at("details").value("generation", std::uint64_t{0}));
+    const std::string mine =
+        std::to_string(st->at("details").value("generation", std::uint64_t{0}));
     const std::string theirs = std::to_string(
         rig_->ModuleState(rig_->Peer(node))->at("details").value("generation", std::uint64_t{0}));
     EXPECT_NE(st->value("wait_reason", "").find(command), std::string::npos) << st->dump();
@@ -686,8 +694,7 @@ TEST_F(ReplicationClusterTest, IncompleteSecondaryNeverTakesOverOnItsOwn) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->value("state", ""), "WAIT") << st->dump();
   EXPECT_FALSE(rig_->HasVip(second));
-  EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos)
-      << st->dump();
+  EXPECT_NE(st->value("wait_reason", "").find("not synchronised"), std::string::npos) << st->dump();
   // Only the operator's --force makes the half-synchronised copy primary.
   auto r = rig_->Command(second, "prim");
   ASSERT_TRUE(r.ok());
@@ -759,13 +766,7 @@ TEST_F(ReplicationClusterTest, PrimaryCutOffMidWriteReturnsAndGetsOnlyWhatDiffer
   ASSERT_TRUE(WaitUpToDate(prim, 60s)) << Replication(second).dump();
   const auto diffs = DifferencesAfter(rig_->DataDir(second), rig_->DataDir(prim));
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
-  nlohmann::json r;
-  WaitFor(
-      [&] {
-        r = LastReintegration(second);
-        return !r.empty();
-      },
-      5s);
+  const nlohmann::json r = WaitReintegration(second);
   EXPECT_EQ(r.value("method", ""), "record") << r.dump();
   // f1's hot extent (4 MiB) and f2's two zones, not the 64 MiB tree.
   EXPECT_GT(r.value("bytes_sent", 0ull), 128u << 10) << r.dump();
@@ -887,13 +888,7 @@ TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
     const auto diffs = DifferencesAfter((rig_->DataDir(prim) / d), (rig_->DataDir(second) / d));
     EXPECT_TRUE(diffs.empty()) << d << ": " << testing::JoinDifferences(diffs);
   }
-  nlohmann::json r;
-  WaitFor(
-      [&] {
-        r = LastReintegration(prim);
-        return r.value("method", "") == "record";
-      },
-      5s);
+  const nlohmann::json r = WaitReintegration(prim, "record");
   EXPECT_EQ(r.value("method", ""), "record") << r.dump();
   EXPECT_EQ(r.value("streams", 0), 2) << r.dump();
   // One 64 KiB zone and a 2-byte file per dir.
@@ -937,13 +932,7 @@ TEST_F(ReplicationClusterTest, ThePrimarysRecordSurvivesItsDaemonsCrash) {
   ASSERT_TRUE(WaitUpToDate(second, 30s)) << Replication(prim).dump();
   const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second));
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
-  nlohmann::json r;
-  WaitFor(
-      [&] {
-        r = LastReintegration(prim);
-        return !r.empty();
-      },
-      5s);
+  const nlohmann::json r = WaitReintegration(prim);
   EXPECT_EQ(r.value("method", ""), "record") << r.dump();
   EXPECT_LT(r.value("bytes_sent", 0ull), 1u << 20) << r.dump();
 }
