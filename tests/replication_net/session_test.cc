@@ -776,8 +776,8 @@ TEST_F(ReplicationNet, StalledReceiverIsLostAfterAckTimeout) {
   EXPECT_EQ(LostCount(), 1);
   PeerLost lost = LastLost();
   EXPECT_FALSE(lost.unapplied.empty());
-  EXPECT_EQ(lost.unapplied.front().second.path, "big");
-  EXPECT_TRUE(lost.unapplied.front().second.data.empty());
+  EXPECT_EQ(lost.unapplied.front().op.path, "big");
+  EXPECT_TRUE(lost.unapplied.front().op.data.empty());
   auto t1 = Clock::now();
   EXPECT_TRUE(sender_->Wait(sender_->Submit(MakeCreate("after"))).ok());
   EXPECT_LT(Since(t1), 50ms);

@@ -351,6 +351,15 @@ class SyncTest : public ::testing::Test {
     o.mode = SenderOptions::Mode::kApplied;
     o.ack_timeout = 20s;
     o.on_manifest = [this](ManifestChunk&& c) { manifests_.Push(std::move(c)); };
+    // As ModuleReplication does: what the sender cannot deliver is recorded.
+    o.on_unreplicated = [this](std::uint8_t, const Operation& op) {
+      if (DirtyMap* d = record_.load()) d->Note(op);
+    };
+    o.on_peer_lost = [this](const PeerLost& lost) {
+      if (DirtyMap* d = record_.load()) {
+        for (const auto& u : lost.unapplied) d->Note(u.op);
+      }
+    };
     sender_ = std::make_unique<ReplicationSender>(o);
     gate_ = std::make_unique<SyncGate>(*sender_, 0);
     InterceptorOptions io;
@@ -392,7 +401,18 @@ class SyncTest : public ::testing::Test {
     EXPECT_EQ(apply_errors_.load(), 0) << last_error_;
   }
 
+  // The record of what the mirror misses, the gate's and the sender's; it
+  // outlives both (the sender may report a loss while the test ends).
+  DirtyMap& Record() {
+    record_map_ = std::make_unique<DirtyMap>(65536);
+    record_ = record_map_.get();
+    gate_->set_dirty(record_map_.get());
+    return *record_map_;
+  }
+
   TempDir tmp_;
+  std::unique_ptr<DirtyMap> record_map_;
+  std::atomic<DirtyMap*> record_{nullptr};
   std::string data_, mirror_;
   std::unique_ptr<MountGuard> guard_;
   int mirror_fd_ = -1;
@@ -616,8 +636,7 @@ TEST_F(SyncTest, RecordedChangesAloneAreSentAndTheTreesEndIdentical) {
     ASSERT_TRUE(Write(M("big" + std::to_string(b)), content));
   }
   Start();
-  DirtyMap dirty(65536);
-  gate_->set_dirty(&dirty);
+  DirtyMap& dirty = Record();
   SyncProgress first;
   TreeSyncOptions o;
   o.mount = mount_.get();
@@ -735,9 +754,8 @@ TEST_F(SyncTest, RecordWalksUnnamedFilesManyToAStepAndFixesTheirAttributes) {
     }
   }
   Start();
-  DirtyMap dirty(65536);
+  DirtyMap& dirty = Record();
   dirty.Reset(5);
-  gate_->set_dirty(&dirty);
   // Changes the secondary misses (the gate drops them and notes them).
   int fd = ::open(D("m/f17").c_str(), O_WRONLY);
   ASSERT_GE(fd, 0);

@@ -163,14 +163,16 @@ Status ModuleReplication::BecomePrimary(bool peer_expected) {
     Log(sdk::LogLevel::kError, "peer lost: " + lost.reason + " (" +
                                    std::to_string(lost.unapplied.size()) +
                                    " operation(s) not known to be applied there)");
-    // Not known to be applied there: the secondary may lack them (the dir is
-    // not reported: note them in every dir, a path that is not there costs
-    // nothing).
-    for (auto& d : dirty_) {
-      for (const auto& [seq, op] : lost.unapplied) d->Note(op);
-      d->Flush();
+    // Not known to be applied there: the secondary may lack them.
+    for (const auto& u : lost.unapplied) {
+      if (u.dir_index < dirty_.size()) dirty_[u.dir_index]->Note(u.op);
     }
+    for (auto& d : dirty_) d->Flush();
     if (settings_.on_peer_lost) settings_.on_peer_lost(lost.reason, lost.unapplied.size());
+  };
+  // Sent while not replicating: the secondary misses it.
+  o.on_unreplicated = [this](std::uint8_t dir, const repl::Operation& op) {
+    if (dir < dirty_.size()) dirty_[dir]->Note(op);
   };
   auto sender = std::make_unique<repl::ReplicationSender>(o);
   // A copy this node held complete as SECOND is the data the peer held when

@@ -45,6 +45,7 @@ struct Frame {
 // An operation in the window, from Submit() to its "applied" ack.
 struct Pending {
   std::uint64_t seq = 0;
+  std::uint8_t dir_index = 0;
   std::size_t bytes = 0;
   Clock::time_point submitted;
   Operation meta;  // without data: what on_peer_lost reports
@@ -678,7 +679,9 @@ void ReplicationSender::Impl::Lost(const SessionPtr& s, const std::string& reaso
     info.reason = reason;
     info.last_applied = applied_;
     info.unapplied.reserve(window_.size());
-    for (Pending& p : window_) info.unapplied.emplace_back(p.seq, std::move(p.meta));
+    for (Pending& p : window_) {
+      info.unapplied.push_back(PeerLost::Unapplied{p.seq, p.dir_index, std::move(p.meta)});
+    }
     window_.clear();
     in_flight_bytes_ = 0;
     queue_.clear();
@@ -799,6 +802,7 @@ std::uint64_t ReplicationSender::Impl::SubmitOne(std::uint8_t dir_index, Operati
     stats_.ops_unreplicated++;
     SessionPtr s = state_ == SenderState::kReplicating ? session_ : nullptr;
     lock.unlock();
+    if (options_.on_unreplicated) options_.on_unreplicated(dir_index, op);
     if (s) {
       Lost(s, std::string("operation ") + OpKindName(op.kind) + " '" + op.path.substr(0, 200) +
                   "' cannot be replicated: " + encoded.message());
@@ -828,12 +832,14 @@ std::uint64_t ReplicationSender::Impl::SubmitOne(std::uint8_t dir_index, Operati
   stats_.ops_submitted++;
   if (state_ != SenderState::kReplicating) {
     stats_.ops_unreplicated++;
+    lock.unlock();
+    if (options_.on_unreplicated) options_.on_unreplicated(dir_index, op);
     return seq;
   }
   StampSequence(seq, frame.head.data());
   auto now = Clock::now();
   if (window_.empty()) last_progress_ = now;  // the ack clock starts with the first outstanding op
-  window_.push_back(Pending{seq, bytes, now, std::move(op), barrier});
+  window_.push_back(Pending{seq, dir_index, bytes, now, std::move(op), barrier});
   in_flight_bytes_ += bytes;
   queue_.push_back(std::move(frame));
   KickLocked(session_);

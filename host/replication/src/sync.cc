@@ -215,29 +215,13 @@ Status SyncGate::Prepare(const Operation& op) {
 }
 
 std::uint64_t SyncGate::Submit(Operation op) {
-  if (dirty_ == nullptr) {
-    if (auto filtered = Filter(op)) return *filtered;
-    return Decide(std::move(op));
-  }
-  const OpKind kind = op.kind;
-  const std::string path = op.path;
-  const std::string path2 = op.path2;
-  const std::uint64_t offset = op.offset;
-  const std::uint64_t length = kind == OpKind::kWrite ? op.data.size() : op.length;
-  const bool passing = passing_;
-  std::uint64_t ticket = 0;
-  if (auto filtered = Filter(op)) {
-    ticket = *filtered;
-  } else {
-    ticket = Decide(std::move(op));
-  }
-  // During a synchronisation, note everything (what was sent is harmless to
-  // send again); otherwise what did not reach a replicating sender. A loss
-  // after this check leaves the change among the sender's unapplied ones.
-  if (!passing || sender_.state() != SenderState::kReplicating) {
-    dirty_->Note(kind, path, path2, offset, length);
-  }
-  return ticket;
+  // Until the pair holds the same data (a synchronisation, or no pairing
+  // yet), every change is noted, dropped or sent: what was sent is harmless
+  // to send again. Once passing, what the sender cannot deliver reaches the
+  // record through its owner (SenderOptions::on_unreplicated, on_peer_lost).
+  if (dirty_ != nullptr && !passing_) dirty_->Note(op);
+  if (auto filtered = Filter(op)) return *filtered;
+  return Decide(std::move(op));
 }
 
 std::uint64_t SyncGate::Decide(Operation&& op) {

@@ -66,7 +66,12 @@ struct PeerLost {
   // The operations submitted to the lost session that were not acknowledged
   // as applied, in sequence order, without their data bytes (a write's size
   // is in `length`): what the primary must record as dirty.
-  std::vector<std::pair<std::uint64_t, Operation>> unapplied;
+  struct Unapplied {
+    std::uint64_t seq = 0;
+    std::uint8_t dir_index = 0;
+    Operation op;
+  };
+  std::vector<Unapplied> unapplied;
 };
 
 struct SenderOptions {
@@ -113,6 +118,11 @@ struct SenderOptions {
   std::function<void(ManifestChunk&&)> on_manifest;
   // See PeerLost; may be empty.
   std::function<void(const PeerLost&)> on_peer_lost;
+  // An operation submitted while not replicating (idle, connecting, lost):
+  // the secondary will not get it. Called on the submitting thread, with no
+  // lock held, before SubmitTo() returns; the data may be gone (a write's
+  // size is in `length`). Operations lost with a session go to on_peer_lost.
+  std::function<void(std::uint8_t dir_index, const Operation&)> on_unreplicated;
 
   // The io_context to run on, run by exactly one thread; null = the sender
   // runs its own thread. A given io_context must outlive the sender.

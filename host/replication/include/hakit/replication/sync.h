@@ -85,7 +85,8 @@ class SyncGate : public OperationSink {
   void set_root_fd(int fd) { root_fd_ = fd; }
   // <notreplicated>: changes to excluded paths are not sent. Not owned.
   void set_filter(const PathFilter* filter) { filter_ = filter; }
-  // Where changes the secondary does not get are noted (dirty_map.h). Not
+  // Where changes are noted while the gate does not pass (dirty_map.h); the
+  // sender's owner notes the ones it cannot deliver once it passes. Not
   // owned; may be null.
   void set_dirty(DirtyMap* dirty) { dirty_ = dirty; }
   // Where the extents of changes about to be applied are logged (hot_zones.h),
