@@ -42,21 +42,13 @@ bool DirtyMap::ReplayLocked(std::string_view record) {
     case kReset: {
       std::uint64_t generation = 0, zone_size = 0;
       if (!in.U64(&generation) || !in.U64(&zone_size)) return false;
-      files_.clear();
-      subtrees_.clear();
-      entries_ = 0;
-      other_changes_ = false;
       // Zones of another size (ruzone_blocksize changed) say nothing here.
-      valid_ = zone_size == zone_size_;
+      EmptyLocked(zone_size == zone_size_);
       base_generation_ = generation;
       return true;
     }
     case kInvalid:
-      files_.clear();
-      subtrees_.clear();
-      entries_ = 0;
-      other_changes_ = false;
-      valid_ = false;
+      EmptyLocked(false);
       return true;
     case kZones: {
       std::uint64_t first = 0, last = 0;
@@ -153,11 +145,7 @@ sdk::Status DirtyMap::Persist(const std::string& path) {
     damage = "holds a record this version does not know";
   }
   if (!damage.empty()) {
-    files_.clear();
-    subtrees_.clear();
-    entries_ = 0;
-    other_changes_ = false;
-    valid_ = false;
+    EmptyLocked(false);
     RewriteLocked();
     return sdk::Status::Corruption("record of changes " + path + " " + damage +
                                    ": the next synchronisation compares checksums");
@@ -182,11 +170,7 @@ std::uint64_t DirtyMap::GrowLocked(std::size_t n) {
   if (entries_ <= max_entries_) return 0;
   {
     // Too big to be cheaper than a comparison: compare.
-    valid_ = false;
-    other_changes_ = false;
-    files_.clear();
-    subtrees_.clear();
-    entries_ = 0;
+    EmptyLocked(false);
     return LogLocked(Record(kInvalid));
   }
 }
@@ -258,12 +242,8 @@ void DirtyMap::Note(OpKind kind, const std::string& path, const std::string& pat
       // The record cannot say what changed: it says nothing rather than
       // too little.
       std::lock_guard lock(mu_);
-      valid_ = false;
-      files_.clear();
-      subtrees_.clear();
-      entries_ = 0;
-      other_changes_ = false;
-      if (!RewriteLocked().ok()) ::unlink(log_->path().c_str());
+      EmptyLocked(false);
+      SaveLocked();
     }
   }
 }
@@ -335,26 +315,31 @@ std::uint64_t DirtyMap::EstimateBytes(
 
 void DirtyMap::Reset(std::uint64_t generation) {
   std::lock_guard lock(mu_);
-  other_changes_ = false;
-  files_.clear();
-  subtrees_.clear();
-  entries_ = 0;
-  valid_ = true;
+  EmptyLocked(true);
   base_generation_ = generation;
-  if (!RewriteLocked().ok()) {
-    valid_ = false;
-    if (log_) ::unlink(log_->path().c_str());
-  }
+  SaveLocked();
 }
 
 void DirtyMap::Invalidate() {
   std::lock_guard lock(mu_);
-  valid_ = false;
-  other_changes_ = false;
+  EmptyLocked(false);
+  SaveLocked();
+}
+
+void DirtyMap::EmptyLocked(bool valid) {
   files_.clear();
   subtrees_.clear();
   entries_ = 0;
-  if (!RewriteLocked().ok() && log_) ::unlink(log_->path().c_str());
+  other_changes_ = false;
+  valid_ = valid;
+}
+
+void DirtyMap::SaveLocked() {
+  if (RewriteLocked().ok()) return;
+  // The log cannot say what the map says: it says nothing rather than too
+  // little (an absent log loads as invalid).
+  EmptyLocked(false);
+  if (log_) ::unlink(log_->path().c_str());
 }
 
 bool DirtyMap::valid() const {

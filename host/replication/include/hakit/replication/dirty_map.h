@@ -103,6 +103,10 @@ class DirtyMap {
   std::uint64_t LogLocked(const std::string& record);
   // Replaces the log by the map's snapshot (after a reset or invalidation).
   sdk::Status RewriteLocked();
+  // Empties the map; `valid`: an empty map means "nothing changed".
+  void EmptyLocked(bool valid);
+  // RewriteLocked(), or, if that fails, no log and an invalid map.
+  void SaveLocked();
 
   const std::size_t zone_size_;
   const std::size_t max_entries_;
