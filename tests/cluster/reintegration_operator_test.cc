@@ -5,6 +5,7 @@
 // `hakit prim` refused on a stale copy unless --force.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <iostream>
 
 #include "../replication_fuse/tree_compare.h"
@@ -18,6 +19,20 @@ using namespace std::chrono_literals;
 
 class ReintegrationOperatorTest : public RigTest {
  protected:
+  // The node's module state once its wait reason contains `text` (or the
+  // last state seen after 15 s).
+  nlohmann::json WaitReasonSays(const std::string& node, const std::string& text) {
+    nlohmann::json m;
+    WaitFor(
+        [&] {
+          auto s = rig_->ModuleState(node);
+          if (s.ok()) m = *s;
+          return s.ok() && m.value("wait_reason", "").find(text) != std::string::npos;
+        },
+        15s);
+    return m;
+  }
+
   void SetUp() override {
     RigTest::SetUp();
     if (!IsSkipped() && !HaveFuse()) GTEST_SKIP() << "no /dev/fuse";
@@ -211,15 +226,8 @@ TEST_F(ReintegrationOperatorTest, StaleNodeBecomesPrimaryOnlyWithForce) {
   ASSERT_TRUE(rig_->StopDaemon(prim_).ok());
   // The module was running when hakitd died: it starts again, and waits.
   ASSERT_TRUE(rig_->StartDaemon(second_).ok());
-  nlohmann::json m;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto s = rig_->ModuleState(second_);
-        if (s.ok()) m = *s;
-        return s.ok() && m.value("wait_reason", "").find("--force") != std::string::npos;
-      },
-      15s))
-      << m.dump();
+  nlohmann::json m = WaitReasonSays(second_, "--force");
+  ASSERT_NE(m.value("wait_reason", "").find("--force"), std::string::npos) << m.dump();
   EXPECT_EQ(m.value("state", ""), "WAIT") << m.dump();
   EXPECT_EQ(m.at("details").value("data", ""), "stale") << m.dump();
   EXPECT_NE(m.value("wait_reason", "").find("hakit prim --force -m " + module), std::string::npos)
@@ -250,17 +258,17 @@ TEST_F(ReintegrationOperatorTest, SecondaryStoppedCleanlyDoesNotStartAloneOnOldD
   OnPrimary("echo only-on-the-primary > newer");
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(rig_->StopDaemon(prim_).ok());
+  // What it saved says "up to date", as when the peer's heartbeat still
+  // showed the same generation as the secondary stopped.
+  const auto saved = rig_->LayoutOf(second_).ModuleVar(rig_->options().module) / "state.json";
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(saved), nullptr, false);
+  ASSERT_TRUE(state.is_object()) << saved;
+  state["data"] = "up_to_date";
+  std::ofstream(saved) << state.dump() << "\n";
   ASSERT_TRUE(rig_->StartDaemon(second_).ok());
   ASSERT_TRUE(rig_->Command(second_, "start").ok());
-  nlohmann::json m;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto s = rig_->ModuleState(second_);
-        if (s.ok()) m = *s;
-        return s.ok() && m.value("wait_reason", "").find("--force") != std::string::npos;
-      },
-      15s))
-      << m.dump();
+  nlohmann::json m = WaitReasonSays(second_, "--force");
+  ASSERT_NE(m.value("wait_reason", "").find("--force"), std::string::npos) << m.dump();
   std::this_thread::sleep_for(2 * rig_->options().timeout);
   auto st = rig_->ModuleState(second_);
   ASSERT_TRUE(st.ok());
