@@ -373,14 +373,20 @@ class SyncTest : public ::testing::Test {
   }
 
   sdk::Status Sync(SyncProgress* progress) {
+    return RunTreeSync(Options(), progress);
+  }
+
+  // A synchronisation of the mirror through this fixture's mount, gate,
+  // sender and manifests, 64 KiB zones.
+  TreeSyncOptions Options(std::uint64_t generation = 42) {
     TreeSyncOptions o;
     o.mount = mount_.get();
     o.gate = gate_.get();
     o.sender = sender_.get();
     o.manifests = &manifests_;
     o.zone_size = 65536;
-    o.generation = 42;
-    return RunTreeSync(o, progress);
+    o.generation = generation;
+    return o;
   }
 
   // Everything sent is applied: an fsync through the mount returns once the
@@ -496,11 +502,7 @@ TEST_F(SyncTest, NotReplicatedEntriesAreLeftAlone) {
   PathFilter filter;
   ASSERT_TRUE(filter.AddPath("cache").ok());
   gate_->set_filter(&filter);
-  TreeSyncOptions o;
-  o.mount = mount_.get();
-  o.gate = gate_.get();
-  o.sender = sender_.get();
-  o.manifests = &manifests_;
+  TreeSyncOptions o = Options();
   o.filter = &filter;
   SyncProgress progress;
   auto s = RunTreeSync(o, &progress);
@@ -638,14 +640,8 @@ TEST_F(SyncTest, RecordedChangesAloneAreSentAndTheTreesEndIdentical) {
   Start();
   DirtyMap& dirty = Record();
   SyncProgress first;
-  TreeSyncOptions o;
-  o.mount = mount_.get();
-  o.gate = gate_.get();
-  o.sender = sender_.get();
-  o.manifests = &manifests_;
-  o.zone_size = 65536;
+  TreeSyncOptions o = Options(5);
   o.record = &dirty;
-  o.generation = 5;
   ASSERT_TRUE(RunTreeSync(o, &first).ok());  // by checksums: nothing noted yet
   // The comparison's total is every byte of the primary's files, all read.
   EXPECT_EQ(first.bytes_total.load(), (4u << 20) + 3 * (3u << 20));
@@ -710,15 +706,9 @@ TEST_F(SyncTest, ATailTheSecondaryLacksIsSentWhateverTheRecordNames) {
   dirty.Reset(5);
   dirty.Note(OpKind::kWrite, "f", "", 65536, 10);
   SyncProgress progress;
-  TreeSyncOptions o;
-  o.mount = mount_.get();
-  o.gate = gate_.get();
-  o.sender = sender_.get();
-  o.manifests = &manifests_;
-  o.zone_size = 65536;
+  TreeSyncOptions o = Options(6);
   o.dirty = &dirty;
   o.record = &dirty;
-  o.generation = 6;
   ASSERT_TRUE(RunTreeSync(o, &progress).ok());
   EXPECT_EQ(progress.bytes_sent.load(), (1u << 20) - (256u << 10) + 65536);
   Settle();
@@ -770,15 +760,9 @@ TEST_F(SyncTest, RecordWalksUnnamedFilesManyToAStepAndFixesTheirAttributes) {
   std::atomic<int> ops{0};
   std::vector<std::thread> writers;
   for (unsigned w = 0; w < 3; ++w) writers.emplace_back(Writer, data_, 700 + w, &stop, &ops);
-  TreeSyncOptions o;
-  o.mount = mount_.get();
-  o.gate = gate_.get();
-  o.sender = sender_.get();
-  o.manifests = &manifests_;
-  o.zone_size = 65536;
+  TreeSyncOptions o = Options(6);
   o.dirty = &dirty;
   o.record = &dirty;
-  o.generation = 6;
   SyncProgress progress;
   auto st = RunTreeSync(o, &progress);
   std::this_thread::sleep_for(100ms);
