@@ -404,24 +404,12 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedWritesIsSynchronisedThenTakesO
       prim, {"sh", "-c", "cd '" + dir + "'; for i in $(seq 1 200); do echo $i >> during.txt; done"},
       30s);
   ASSERT_TRUE(during.ok() && during->status.code == 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(second);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      20s))
-      << rig_->ModuleState(second)->dump() << "\n"
-      << Replication(prim).dump();
+  ASSERT_TRUE(WaitUpToDate(second, 20s)) << rig_->ModuleState(second)->dump() << "\n"
+                                         << Replication(prim).dump();
   EXPECT_EQ(Replication(prim)["sync"].value("state", ""), "done") << Replication(prim).dump();
   // Only what differed travelled: one 64 KiB zone of the 8 MiB file, not all.
   EXPECT_LT(Replication(prim)["sync"].value("bytes_sent", 0), 1u << 20) << Replication(prim).dump();
-  std::vector<std::string> diffs;
-  WaitFor(
-      [&] {
-        diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
-        return diffs.empty();
-      },
-      10s);
+  const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second), 10s);
   ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
   // The secondary stopped cleanly and the primary noted what it missed: only
   // that was sent, without comparing the trees (the pairing itself, with
@@ -459,12 +447,7 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedNothingGetsNothing) {
   const std::string second = rig_->Peer(prim);
   auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo data > '" + dir + "/f'; sync"}, 10s);
   ASSERT_TRUE(w.ok() && w->status.code == 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(second);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      10s));
+  ASSERT_TRUE(WaitUpToDate(second, 10s));
   auto count_syncs = [&] {
     int n = 0;
     for (const auto& e : History(prim)) n += e.kind == "reintegration_start" ? 1 : 0;
@@ -477,13 +460,7 @@ TEST_F(ReplicationClusterTest, SecondaryThatMissedNothingGetsNothing) {
   ASSERT_TRUE(rig_->StartDaemon(second).ok());
   ASSERT_TRUE(rig_->Command(second, "start").ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kSecond, 10s).ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(second);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      10s))
-      << Replication(prim).dump();
+  ASSERT_TRUE(WaitUpToDate(second, 10s)) << Replication(prim).dump();
   EXPECT_EQ(count_syncs(), before) << "a synchronisation ran although nothing changed";
   auto diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
@@ -539,13 +516,7 @@ TEST_F(ReplicationClusterTest, InterruptedSynchronisationResumes) {
   }
   ASSERT_TRUE(rig_->StartDaemon(second).ok());
   ASSERT_TRUE(rig_->Command(second, "start").ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(second);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      90s))
-      << Replication(prim).dump();
+  ASSERT_TRUE(WaitUpToDate(second, 90s)) << Replication(prim).dump();
   // The resumed synchronisations found what the secondary already held:
   // nothing was sent twice beyond what was in flight at each kill (at most
   // the sender's 64 MiB window and the socket buffers), and the last one was
@@ -553,13 +524,7 @@ TEST_F(ReplicationClusterTest, InterruptedSynchronisationResumes) {
   EXPECT_LT(before + sent(), kTotal + 3 * (72ull << 20)) << Replication(prim).dump();
   EXPECT_LT(sent(), kTotal / 2) << Replication(prim).dump();
   EXPECT_GE(before + sent(), kTotal) << Replication(prim).dump();
-  std::vector<std::string> diffs;
-  WaitFor(
-      [&] {
-        diffs = testing::CompareTrees(rig_->DataDir(prim).string(), rig_->DataDir(second).string());
-        return diffs.empty();
-      },
-      20s);
+  const auto diffs = DifferencesAfter(rig_->DataDir(prim), rig_->DataDir(second), 20s);
   EXPECT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
 }
 
@@ -576,12 +541,7 @@ TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
   const std::string second = rig_->Peer(prim);
   auto w = rig_->RunInDaemon(prim, {"sh", "-c", "echo shared > '" + dir + "/shared'; sync"}, 10s);
   ASSERT_TRUE(w.ok() && w->status.code == 0);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(second);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      10s));
+  ASSERT_TRUE(WaitUpToDate(second, 10s));
   ASSERT_TRUE(rig_->bed().CutNode(prim).ok());
   ASSERT_TRUE(rig_->WaitState(second, State::kAlone, 10s).ok());
   ASSERT_TRUE(rig_->WaitState(prim, State::kAlone, 10s).ok());
@@ -630,20 +590,8 @@ TEST_F(ReplicationClusterTest, SplitBrainLoserConvergesAndListsWhatItLost) {
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->exit_code, 0) << r->error;
   ASSERT_TRUE(rig_->WaitState(prim, State::kSecond, 10s).ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto m = rig_->ModuleState(prim);
-        return m.ok() && m->at("details").value("data", "") == "up_to_date";
-      },
-      15s))
-      << rig_->ModuleState(prim)->dump();
-  std::vector<std::string> diffs;
-  WaitFor(
-      [&] {
-        diffs = testing::CompareTrees(rig_->DataDir(second).string(), rig_->DataDir(prim).string());
-        return diffs.empty();
-      },
-      10s);
+  ASSERT_TRUE(WaitUpToDate(prim, 15s)) << rig_->ModuleState(prim)->dump();
+  const auto diffs = DifferencesAfter(rig_->DataDir(second), rig_->DataDir(prim), 10s);
   ASSERT_TRUE(diffs.empty()) << testing::JoinDifferences(diffs);
   // The loser's own changes are named in the list its history points to.
   std::string list;
