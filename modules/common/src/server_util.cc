@@ -19,6 +19,23 @@ namespace hakit::modules {
 using sdk::Result;
 using sdk::Status;
 
+Status RunOnPrimaryOnly(sdk::Hook hook, sdk::HostContext& host, const std::function<Status()>& start,
+                        const std::function<Status()>& stop) {
+  Status st;
+  switch (hook) {
+    case sdk::Hook::kStartPrim: st = start(); break;
+    case sdk::Hook::kStopPrim: st = stop(); break;
+    default: return Status::Ok();  // nothing runs on the secondary
+  }
+  if (!st.ok()) host.Log(sdk::LogLevel::kError, st.message());
+  return st;
+}
+
+std::chrono::milliseconds HookBudget(const sdk::HookArgs& args,
+                                     std::chrono::milliseconds fallback) {
+  return args.timeout.count() > 0 ? args.timeout : fallback;
+}
+
 namespace {
 
 std::string ReadLink(const std::string& path) {

@@ -135,21 +135,15 @@ class MariadbModule : public sdk::Module {
   }
 
   Status RunHook(sdk::Hook hook, const sdk::HookArgs& args, sdk::HostContext& host) override {
-    Status st;
-    switch (hook) {
-      case sdk::Hook::kStartPrim: st = Start(args, host); break;
-      case sdk::Hook::kStopPrim: st = Stop(args, host); break;
-      default: return Status::Ok();  // nothing runs on the secondary
-    }
-    if (!st.ok()) host.Log(sdk::LogLevel::kError, st.message());
-    return st;
+    return modules::RunOnPrimaryOnly(
+        hook, host, [&] { return Start(args, host); }, [&] { return Stop(args, host); });
   }
 
  private:
   pid_t Pid() const { return modules::ServerPid(s_.PidFile(), "mariadbd", s_.data_dir); }
 
   static std::chrono::milliseconds Budget(const sdk::HookArgs& args) {
-    return args.timeout.count() > 0 ? args.timeout : kDefaultTimeout;
+    return modules::HookBudget(args, kDefaultTimeout);
   }
 
   Status CheckDataDir() const {

@@ -64,19 +64,13 @@ class PostgresModule : public sdk::Module {
   }
 
   sdk::Status RunHook(sdk::Hook hook, const sdk::HookArgs& args, sdk::HostContext& host) override {
-    Status st;
-    switch (hook) {
-      case sdk::Hook::kStartPrim: st = Start(args, host); break;
-      case sdk::Hook::kStopPrim: st = Stop(args, host); break;
-      default: return Status::Ok();  // nothing runs on the secondary
-    }
-    if (!st.ok()) host.Log(sdk::LogLevel::kError, st.message());
-    return st;
+    return modules::RunOnPrimaryOnly(
+        hook, host, [&] { return Start(args, host); }, [&] { return Stop(args, host); });
   }
 
  private:
   static std::chrono::milliseconds Budget(const sdk::HookArgs& args) {
-    return args.timeout.count() > 0 ? args.timeout : kDefaultTimeout;
+    return modules::HookBudget(args, kDefaultTimeout);
   }
 
   // pg_ctl's own -t, a little under the hook's budget so that pg_ctl

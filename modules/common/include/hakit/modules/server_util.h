@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +34,17 @@ sdk::Status ParsePort(const std::map<std::string, std::string>& vars, const std:
 sdk::CheckerSpec ServerProcessChecker(const std::string& ident, const std::string& name,
                                       const std::string& argregex);
 sdk::CheckerSpec ServerPortChecker(const std::string& ident, const std::string& addr, int port);
+
+// A server that runs on the primary only: start_prim runs `start`,
+// stop_prim runs `stop`, every other hook does nothing. A failure is logged
+// in the module log and returned.
+sdk::Status RunOnPrimaryOnly(sdk::Hook hook, sdk::HostContext& host,
+                             const std::function<sdk::Status()>& start,
+                             const std::function<sdk::Status()>& stop);
+
+// The hook's time budget, or `fallback` when the host gives none.
+std::chrono::milliseconds HookBudget(const sdk::HookArgs& args,
+                                     std::chrono::milliseconds fallback);
 
 // Where a local checker reaches a server listening on `listen` (the first of
 // a comma-separated list): the loopback for a wildcard, else that address.
