@@ -235,7 +235,7 @@ TEST_F(RecordLogTest, HotExtentsAreOnDiskBeforeTouchReturns) {
   });
   auto h = HotZones::Open(path, 1 << 20);
   ASSERT_TRUE(h.ok()) << h.status().message();
-  auto r = (*h)->Ranges();
+  auto r = (*h)->HotRanges();
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r["f"], (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{2 << 20, 1 << 20},
                                                                            {3 << 20, 1 << 20}}));
@@ -254,14 +254,14 @@ TEST_F(RecordLogTest, CoolingForgetsOnlyWhatTheEndedEpochTouched) {
     ASSERT_TRUE((*h)->Touch("both", 0, 1).ok());
     ASSERT_TRUE((*h)->Touch("new", 0, 1).ok());
     ASSERT_TRUE((*h)->Cool(ended).ok());
-    auto r = (*h)->Ranges();
+    auto r = (*h)->HotRanges();
     EXPECT_EQ(r.count("old"), 0u);
     EXPECT_EQ(r.count("both"), 1u);
     EXPECT_EQ(r.count("new"), 1u);
   }
   auto h = HotZones::Open(path, 1 << 20);
   ASSERT_TRUE(h.ok());
-  auto r = (*h)->Ranges();
+  auto r = (*h)->HotRanges();
   EXPECT_EQ(r.size(), 2u);
   EXPECT_EQ(r.count("old"), 0u);
   ASSERT_TRUE((*h)->Clear().ok());
@@ -277,7 +277,7 @@ TEST_F(RecordLogTest, ARenameCarriesHotExtentsToTheNewName) {
   ASSERT_TRUE((*h)->Touch("x", 5 << 20, 1).ok());
   ASSERT_TRUE((*h)->Rename("d", "e", false).ok());
   ASSERT_TRUE((*h)->Rename("x", "y", true).ok());
-  auto r = (*h)->Ranges();
+  auto r = (*h)->HotRanges();
   EXPECT_EQ(r.count("e/f"), 1u);
   EXPECT_EQ(r.count("y"), 1u);
   EXPECT_EQ(r.count("dd/f"), 0u);

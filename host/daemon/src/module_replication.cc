@@ -34,7 +34,7 @@ namespace {
 // Notes the hot zones as changed in the record (buffered); returns how many
 // files had some.
 std::size_t NoteHotZones(const repl::HotZones& hot, repl::DirtyMap& record) {
-  const auto ranges = hot.Ranges();
+  const auto ranges = hot.HotRanges();
   for (const auto& [path, list] : ranges) {
     for (const auto& [off, len] : list) record.Note(repl::OpKind::kWrite, path, "", off, len);
   }
@@ -507,13 +507,10 @@ Status ModuleReplication::BecomeSecond() {
     Log(sdk::LogLevel::kInfo, "full synchronisation asked by the operator: this copy is "
                               "announced incomplete, the primary compares both trees");
   }
-  auto suspect = std::make_shared<
-      std::vector<std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>>>();
+  auto suspect = std::make_shared<std::vector<repl::HotZones::Ranges>>();
   bool any_suspect = false;
   for (std::size_t i = 0; i < settings_.dirs.size(); ++i) {
-    suspect->push_back(hot_[i] ? hot_[i]->Ranges()
-                               : std::map<std::string, std::vector<std::pair<std::uint64_t,
-                                                                             std::uint64_t>>>{});
+    suspect->push_back(hot_[i] ? hot_[i]->HotRanges() : repl::HotZones::Ranges{});
     any_suspect = any_suspect || !suspect->back().empty();
     complete_[i] = replica_clean_ && suspect->back().empty();
   }

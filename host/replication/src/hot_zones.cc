@@ -178,10 +178,9 @@ Status HotZones::Clear() {
   return s;
 }
 
-std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>> HotZones::Ranges()
-    const {
+HotZones::Ranges HotZones::HotRanges() const {
   std::lock_guard lock(mu_);
-  std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>> out;
+  Ranges out;
   for (const auto& [path, extents] : hot_) {
     for (const auto& [extent, epoch] : extents) {
       out[path].emplace_back(extent * extent_, extent_);

@@ -161,9 +161,8 @@ class ModuleReplication : public ReplicationSeam {
   // last declared it complete (no synchronisation under way, nothing failed).
   std::vector<char> complete_;
   bool was_second_ = false;
-  // While SECOND: the hot zones of a copy that crashed as primary, named in
-  // its descriptions until each dir is synchronised.
-  std::shared_ptr<const std::vector<std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>>> suspect_;
+  // While SECOND: this copy crashed as primary and some dir still has hot
+  // zones to name (the receiver's `suspect` holds them) until synchronised.
   std::atomic<bool> suspect_pending_{false};
   std::thread cooler_;
   std::mutex cooler_mu_;

@@ -36,6 +36,9 @@ namespace hakit::replication {
 
 class HotZones {
  public:
+  // Byte ranges (offset, length) per path.
+  using Ranges = std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>>;
+
   static constexpr std::uint64_t kDefaultExtent = 4u << 20;
   // Extents logged ahead of a sequential writer (see Touch()).
   static constexpr std::uint64_t kAhead = 7;
@@ -61,7 +64,7 @@ class HotZones {
   sdk::Status Clear();
 
   // Hot byte ranges, per path: [offset, offset + length).
-  std::map<std::string, std::vector<std::pair<std::uint64_t, std::uint64_t>>> Ranges() const;
+  Ranges HotRanges() const;
   bool empty() const;
   // Hot extents, all files together.
   std::size_t size() const;
