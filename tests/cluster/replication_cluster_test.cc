@@ -839,6 +839,22 @@ TEST_F(ReplicationClusterTest, TwoDirsAreSynchronisedAsParallelStreams) {
   const nlohmann::json r = WaitReintegration(prim, "record");
   EXPECT_EQ(r.value("method", ""), "record") << r.dump();
   EXPECT_EQ(r.value("streams", 0), 2) << r.dump();
+  // At once: both walks started before either ended (one after the other,
+  // b would start after a is done).
+  std::ifstream in(rig_->LayoutOf(prim).ModuleLog(rig_->options().module));
+  std::vector<std::string> steps;
+  for (std::string line; std::getline(in, line);) {
+    for (const char* d : {"/a: ", "/b: "}) {
+      for (const char* what : {"started", "done"}) {
+        if (line.find(d + std::string(what)) != std::string::npos)
+          steps.push_back(d + std::string(what));
+      }
+    }
+  }
+  ASSERT_GE(steps.size(), 4u);
+  const std::vector<std::string> last(steps.end() - 4, steps.end());
+  EXPECT_NE(last[0].find("started"), std::string::npos) << ::testing::PrintToString(last);
+  EXPECT_NE(last[1].find("started"), std::string::npos) << ::testing::PrintToString(last);
   // One 64 KiB zone and a 2-byte file per dir.
   EXPECT_EQ(r.value("bytes_sent", 0ull), 2u * (65536 + 2)) << r.dump();
   // `hakit state` summed both dirs' totals, as the record estimated them.

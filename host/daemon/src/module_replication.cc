@@ -411,10 +411,13 @@ void ModuleReplication::RunSync(std::vector<std::size_t> dirs, bool targeted) {
       o.log = [this, dir = settings_.dirs[i]](const std::string& m) {
         Log(sdk::LogLevel::kInfo, "synchronising " + dir + ": " + m);
       };
+      o.log("started");
       if (Status s = repl::RunTreeSync(o, progress.get()); !s.ok()) {
         std::lock_guard lock(result_mu);
         if (!failed) result = s.WithContext("synchronising " + settings_.dirs[i]);
         failed = true;
+      } else {
+        o.log("done");
       }
     }
   };
