@@ -2,9 +2,11 @@
 // everything, so that its return costs a copy of what changed rather than a
 // comparison of both trees.
 //
-// The primary notes every change the secondary does not get (made while the
-// sender is not replicating, lost in flight, or dropped during a
-// synchronisation): the zones a write touched, and whole files (or whole
+// The primary notes every change the secondary does not get: the SyncGate
+// every change while it does not pass (a synchronisation, no pairing yet),
+// the sender's owner what the sender cannot deliver (submitted while not
+// replicating, SenderOptions::on_unreplicated; lost in flight, PeerLost).
+// What is noted: the zones a write touched, and whole files (or whole
 // subtrees, for a rename) whose content was replaced. Removals and metadata
 // need no entry: the synchronisation compares names, types, sizes,
 // permissions, owners and times of every entry anyway.
